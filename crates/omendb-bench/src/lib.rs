@@ -1,0 +1,8 @@
+//! OmenDB's benchmarks. Each binary measures OmenDB next to its peers in
+//! the same run on the same data, and reports medians and ratios: this
+//! machine is shared and noisy, so a lone absolute time means little.
+//!
+//! - `index-bench`: the learned index against `BTreeMap` and binary search.
+
+pub mod datasets;
+pub mod timing;
