@@ -371,8 +371,8 @@ fn sweep(
             median(&binary)
         );
         println!(
-            "  {:>6} {:>9} {:>10} {:>10}  ns/op by last-mile search",
-            "ε", "pieces", "bytes", "build ms"
+            "  {:>6} {:>9} {:>7} {:>10} {:>10}  ns/op by last-mile search",
+            "ε", "pieces", "levels", "bytes", "build ms"
         );
     }
     for epsilon in [16, 32, 64, 128] {
