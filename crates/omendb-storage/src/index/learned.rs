@@ -234,11 +234,6 @@ impl LearnedIndex {
         self.levels.len()
     }
 
-    /// Pieces of each level, bottom first.
-    pub fn pieces_per_level(&self) -> Vec<usize> {
-        self.levels.iter().map(|level| level.keys.len()).collect()
-    }
-
     /// The measured worst-case distance between predicted and true position
     /// in the key column (at most ε + 1: ε from the fit, 1 from rounding).
     pub fn max_error(&self) -> usize {
