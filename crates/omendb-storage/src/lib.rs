@@ -15,9 +15,31 @@
 //! encodings it indexes. The WAL, memtable, segments and compaction follow
 //! (see `ARCHITECTURE.md`). This crate never depends on tokio or DataFusion.
 
+mod cache;
+mod catalog;
+mod clock;
+mod db;
+mod error;
 mod index;
+mod io;
+mod manifest;
+mod memtable;
+mod scan;
+mod segment;
 #[cfg(test)]
 mod test_rng;
+mod txn;
+mod types;
+mod wal;
+
+pub use catalog::{Catalog, CatalogOp, ColumnDef, ColumnId, ColumnSpec, TableDef, TableId};
+pub use db::{Database, Options};
+pub use error::{ErrorKind, Result, StorageError};
+pub use io::fault::{CrashMode, Fault, FaultFs, Op as FaultOp};
+pub use io::{FileSystem, OsFs, ReadFile, WriteFile};
+pub use scan::{BatchScan, CmpOp, KEY_COLUMN, KeyRange, Predicate, RowScan, ScanRequest};
+pub use txn::{Isolation, Row, Transaction};
+pub use types::{DataType, Interval, KeyCodec, MAX_NUMERIC_PRECISION, Value, compare, ordered_u64};
 
 pub use index::key_encoding;
 pub use index::learned::search as last_mile;

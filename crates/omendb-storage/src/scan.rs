@@ -1,0 +1,732 @@
+//! Scans: rows of one table in key order, merged from every place a row
+//! can live, as one transaction sees them, returned as Arrow batches.
+//!
+//! ```text
+//!  own writes ─┐
+//!  memtables  ─┼─ merge by key: the first source that has a key decides,
+//!  segments   ─┘   in this order, newest first; a tombstone hides the key
+//!        │
+//!        └─► projected columns: rows from writes and memtables decoded,
+//!            rows from segment batches picked with `interleave`
+//! ```
+//!
+//! Memory stays bounded: memtables are read in chunks, segments a row group
+//! at a time, output in batches of [`ScanRequest::batch_rows`].
+//!
+//! Zone maps prune segment row groups that cannot match the request's
+//! predicates, but only where no older data lies under the row group's key
+//! range: skipping a newer version would unmask a stale older one.
+
+use std::collections::{HashMap, VecDeque, btree_map};
+use std::ops::Bound;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch};
+use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef, UInt64Type};
+use bytes::Bytes;
+
+use crate::catalog::{ColumnDef, TableDef, TableId};
+use crate::error::{Result, StorageError};
+use crate::memtable::{Memtable, Version};
+use crate::segment::{DELETED, KEY, SYSTEM_COLUMNS, Segment, SegmentBatches, TS, Zone};
+use crate::txn::{PendingWrite, Row, Snapshot, decode_checked};
+use crate::types::{ColumnBuilder, DataType, KeyCodec, Value, compare, value_at};
+
+/// Byte bounds over encoded keys.
+pub(crate) type ByteRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
+/// Keys scanned per chunk of a memtable.
+const CHUNK: usize = 1024;
+
+/// Name of the key column that [`ScanRequest::with_keys`] adds.
+pub const KEY_COLUMN: &str = "_key";
+
+/// A range of primary keys. Bounds may give only a prefix of the key
+/// columns: `prefix([5])` over a `(device, ts)` key is every row of device 5.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyRange {
+    pub start: Bound<Vec<Value>>,
+    pub end: Bound<Vec<Value>>,
+}
+
+impl KeyRange {
+    /// Every key.
+    pub fn all() -> KeyRange {
+        KeyRange {
+            start: Bound::Unbounded,
+            end: Bound::Unbounded,
+        }
+    }
+
+    /// Every key that starts with `prefix` (a whole key: just that key).
+    pub fn prefix(prefix: Vec<Value>) -> KeyRange {
+        KeyRange {
+            start: Bound::Included(prefix.clone()),
+            end: Bound::Included(prefix),
+        }
+    }
+
+    /// The range as byte bounds over encoded keys; `None` when it is
+    /// certainly empty.
+    pub(crate) fn encode(&self, codec: &KeyCodec) -> Result<Option<ByteRange>> {
+        let encode = |values: &Vec<Value>| -> Result<Vec<u8>> {
+            let mut out = Vec::new();
+            codec.encode_prefix(&values.iter().collect::<Vec<_>>(), &mut out)?;
+            Ok(out)
+        };
+        // Keys extending a prefix sort after it, so bounds that must include
+        // (or exclude) all of them use the prefix's successor.
+        let start = match &self.start {
+            Bound::Included(p) => Bound::Included(encode(p)?),
+            Bound::Excluded(p) => match successor(encode(p)?) {
+                Some(s) => Bound::Included(s),
+                None => return Ok(None),
+            },
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let end = match &self.end {
+            Bound::Included(p) => successor(encode(p)?).map_or(Bound::Unbounded, Bound::Excluded),
+            Bound::Excluded(p) => Bound::Excluded(encode(p)?),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        Ok((!is_empty(&start, &end)).then_some((start, end)))
+    }
+}
+
+/// A comparison of a column with a constant, for zone-map pruning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// `column op value`: rows for which it is false may be left out of a scan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Predicate {
+    pub column: String,
+    pub op: CmpOp,
+    pub value: Value,
+}
+
+/// What to scan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScanRequest {
+    pub range: KeyRange,
+    /// Columns to return, by name; `None` for all, in table order.
+    pub columns: Option<Vec<String>>,
+    /// Hints: rows failing them may be left out (the caller still filters).
+    pub predicates: Vec<Predicate>,
+    /// Rows per output batch.
+    pub batch_rows: usize,
+    /// Adds the encoded key of each row as a last binary column, `_key`.
+    pub with_keys: bool,
+}
+
+impl Default for ScanRequest {
+    fn default() -> Self {
+        ScanRequest {
+            range: KeyRange::all(),
+            columns: None,
+            predicates: Vec::new(),
+            batch_rows: 8192,
+            with_keys: false,
+        }
+    }
+}
+
+/// Whether no key lies between the bounds (`BTreeMap::range` would panic
+/// on some of these).
+fn is_empty(from: &Bound<Vec<u8>>, to: &Bound<Vec<u8>>) -> bool {
+    match (from, to) {
+        (Bound::Included(a), Bound::Included(b)) => a > b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+        | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+        _ => false,
+    }
+}
+
+/// The smallest byte string above every string starting with `prefix`.
+fn successor(mut prefix: Vec<u8>) -> Option<Vec<u8>> {
+    while let Some(last) = prefix.pop() {
+        if last < u8::MAX {
+            prefix.push(last + 1);
+            return Some(prefix);
+        }
+    }
+    None
+}
+
+fn before_end(key: &[u8], to: &Bound<Vec<u8>>) -> bool {
+    match to {
+        Bound::Included(end) => key <= end.as_slice(),
+        Bound::Excluded(end) => key < end.as_slice(),
+        Bound::Unbounded => true,
+    }
+}
+
+fn after_start(key: &[u8], from: &Bound<Vec<u8>>) -> bool {
+    match from {
+        Bound::Included(start) => key >= start.as_slice(),
+        Bound::Excluded(start) => key > start.as_slice(),
+        Bound::Unbounded => true,
+    }
+}
+
+fn as_ref(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match bound {
+        Bound::Included(b) => Bound::Included(b),
+        Bound::Excluded(b) => Bound::Excluded(b),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl Predicate {
+    /// Whether some value in the zone might satisfy the predicate.
+    fn may_match(&self, zone: &Zone) -> bool {
+        if zone.all_null {
+            return false;
+        }
+        let (Some(to_min), Some(to_max)) = (
+            compare(&zone.min, &self.value),
+            compare(&zone.max, &self.value),
+        ) else {
+            return true;
+        };
+        use std::cmp::Ordering::{Greater, Less};
+        match self.op {
+            CmpOp::Eq => to_min != Greater && to_max != Less,
+            CmpOp::Lt => to_min == Less,
+            CmpOp::Le => to_min != Greater,
+            CmpOp::Gt => to_max == Greater,
+            CmpOp::Ge => to_max != Less,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MemtableCursor {
+    memtable: Arc<Memtable>,
+    table: TableId,
+    snapshot: u64,
+    from: Bound<Vec<u8>>,
+    to: Bound<Vec<u8>>,
+    buffer: VecDeque<Version>,
+    exhausted: bool,
+}
+
+impl MemtableCursor {
+    fn peek(&mut self) -> Option<&Version> {
+        if self.buffer.is_empty() && !self.exhausted {
+            let chunk = self.memtable.scan(
+                self.table,
+                as_ref(&self.from),
+                as_ref(&self.to),
+                self.snapshot,
+                CHUNK,
+            );
+            self.exhausted = chunk.len() < CHUNK;
+            if let Some(last) = chunk.last() {
+                self.from = Bound::Excluded(last.key.to_vec());
+            }
+            self.buffer.extend(chunk);
+        }
+        self.buffer.front()
+    }
+}
+
+/// Walks a segment's rows, stopping only on the visible version of a key:
+/// rows come as `(key, newest first)`, so the first version at or below the
+/// snapshot is the visible one and the rest of that key is skipped.
+#[derive(Debug)]
+struct SegmentCursor {
+    batches: SegmentBatches,
+    batch: Option<RecordBatch>,
+    /// Counts loaded batches, to tell them apart in the output.
+    generation: u64,
+    row: usize,
+    snapshot: u64,
+}
+
+impl SegmentCursor {
+    /// Makes `row` a valid row of `batch`, loading batches as needed.
+    fn load(&mut self) -> Result<bool> {
+        while self.batch.as_ref().is_none_or(|b| self.row >= b.num_rows()) {
+            match self.batches.next().transpose()? {
+                Some(batch) => {
+                    self.batch = Some(batch);
+                    self.row = 0;
+                    self.generation += 1;
+                }
+                None => {
+                    self.batch = None;
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Moves to the next visible version; false when the segment is done.
+    fn settle(&mut self) -> Result<bool> {
+        while self.load()? {
+            let batch = self
+                .batch
+                .as_ref()
+                .ok_or_else(|| StorageError::internal("segment cursor lost its batch"))?;
+            if batch
+                .column(TS)
+                .as_primitive::<UInt64Type>()
+                .value(self.row)
+                <= self.snapshot
+            {
+                return Ok(true);
+            }
+            self.row += 1;
+        }
+        Ok(false)
+    }
+
+    fn key(&self) -> Option<&[u8]> {
+        self.batch
+            .as_ref()
+            .map(|b| b.column(KEY).as_binary::<i32>().value(self.row))
+    }
+
+    fn deleted(&self) -> bool {
+        self.batch
+            .as_ref()
+            .is_some_and(|b| b.column(DELETED).as_boolean().value(self.row))
+    }
+
+    /// Moves past every remaining version of `key`.
+    fn skip(&mut self, key: &[u8]) -> Result<()> {
+        while self.load()? && self.key() == Some(key) {
+            self.row += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Where the deciding version of an output row lives.
+enum Pick {
+    Encoded(Bytes),
+    Segment {
+        cursor: usize,
+        generation: u64,
+        batch: RecordBatch,
+        row: usize,
+    },
+}
+
+/// Rows of one table in key order as Arrow batches; see the module docs.
+#[derive(Debug)]
+pub struct BatchScan<'t> {
+    def: Arc<TableDef>,
+    /// Positions in the table's columns of the returned columns.
+    projection: Vec<usize>,
+    schema: SchemaRef,
+    with_keys: bool,
+    from: Bound<Vec<u8>>,
+    to: Bound<Vec<u8>>,
+    own: std::iter::Peekable<btree_map::Range<'t, (TableId, Bytes), PendingWrite>>,
+    memtables: Vec<MemtableCursor>,
+    segments: Vec<SegmentCursor>,
+    batch_rows: usize,
+    done: bool,
+}
+
+impl<'t> BatchScan<'t> {
+    pub(crate) fn new(
+        def: Arc<TableDef>,
+        own: &'t std::collections::BTreeMap<(TableId, Bytes), PendingWrite>,
+        snapshot: Snapshot,
+        request: &ScanRequest,
+    ) -> Result<BatchScan<'t>> {
+        let table = def.id;
+        let projection = match &request.columns {
+            None => (0..def.columns.len()).collect(),
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    def.column(name).and_then(|c| {
+                        def.position(c.id)
+                            .ok_or_else(|| StorageError::internal("column position"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        let mut fields: Vec<Field> = projection
+            .iter()
+            .map(|&i| {
+                Field::new(
+                    &def.columns[i].name,
+                    def.columns[i].data_type.arrow_type(),
+                    def.columns[i].nullable,
+                )
+            })
+            .collect();
+        if request.with_keys {
+            fields.push(Field::new(KEY_COLUMN, ArrowType::Binary, false));
+        }
+        let schema = Arc::new(Schema::new(fields));
+        let bounds = request.range.encode(def.key_codec())?;
+        let done = bounds.is_none();
+        let (from, to) = bounds.unwrap_or((Bound::Unbounded, Bound::Unbounded));
+        let own = if done {
+            own.range(..(0, Bytes::new()))
+        } else {
+            own.range((own_bound(table, &from, false), own_bound(table, &to, true)))
+        };
+        let memtables = snapshot
+            .view
+            .memtables()
+            .map(|memtable| MemtableCursor {
+                memtable: memtable.clone(),
+                table,
+                snapshot: snapshot.ts,
+                from: from.clone(),
+                to: to.clone(),
+                buffer: VecDeque::new(),
+                exhausted: done,
+            })
+            .collect();
+        let predicates = request
+            .predicates
+            .iter()
+            .map(|p| def.column(&p.column).map(|c| (c.clone(), p.clone())))
+            .collect::<Result<Vec<(ColumnDef, Predicate)>>>()?;
+        let columns: Vec<_> = projection.iter().map(|&i| def.columns[i].id).collect();
+        let overlapping: Vec<Arc<Segment>> = snapshot
+            .view
+            .segments
+            .get(&table)
+            .into_iter()
+            .flatten()
+            .filter(|s| {
+                !done && before_end(&s.meta.min_key, &to) && after_start(&s.meta.max_key, &from)
+            })
+            .cloned()
+            .collect();
+        let mut segments = Vec::with_capacity(overlapping.len());
+        for (i, segment) in overlapping.iter().enumerate() {
+            let older = &overlapping[i + 1..];
+            let prune = |s: &Segment, group: usize| prunable(s, group, &predicates, older);
+            let batches = segment.scan(&def, &columns, &from, &prune)?;
+            segments.push(SegmentCursor {
+                batches,
+                batch: None,
+                generation: 0,
+                row: 0,
+                snapshot: snapshot.ts,
+            });
+        }
+        Ok(BatchScan {
+            def,
+            projection,
+            schema,
+            with_keys: request.with_keys,
+            from,
+            to,
+            own: own.peekable(),
+            memtables,
+            segments,
+            batch_rows: request.batch_rows.max(1),
+            done,
+        })
+    }
+
+    /// The schema of the returned batches.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// The next key in range and where its deciding version lives (`None`
+    /// for a deleted key), or `None` at the end.
+    fn next_key(&mut self) -> Result<Option<(Bytes, Option<Pick>)>> {
+        loop {
+            let mut smallest: Option<Bytes> = self.own.peek().map(|((_, key), _)| key.clone());
+            for cursor in &mut self.memtables {
+                if let Some(version) = cursor.peek()
+                    && smallest.as_ref().is_none_or(|s| version.key < *s)
+                {
+                    smallest = Some(version.key.clone());
+                }
+            }
+            for cursor in &mut self.segments {
+                if cursor.settle()?
+                    && let Some(key) = cursor.key()
+                    && smallest.as_deref().is_none_or(|s| key < s)
+                {
+                    smallest = Some(Bytes::copy_from_slice(key));
+                }
+            }
+            let Some(key) = smallest.filter(|k| before_end(k, &self.to)) else {
+                return Ok(None);
+            };
+
+            let mut decided: Option<Option<Pick>> = None;
+            if self.own.peek().is_some_and(|((_, k), _)| *k == key)
+                && let Some((_, write)) = self.own.next()
+            {
+                decided = Some(write.row.clone().map(Pick::Encoded));
+            }
+            for cursor in &mut self.memtables {
+                if cursor.peek().is_some_and(|v| v.key == key)
+                    && let Some(version) = cursor.buffer.pop_front()
+                {
+                    decided.get_or_insert(version.row.map(Pick::Encoded));
+                }
+            }
+            for (i, cursor) in self.segments.iter_mut().enumerate() {
+                if cursor.key() != Some(key.as_ref()) {
+                    continue;
+                }
+                if decided.is_none() {
+                    let pick = match &cursor.batch {
+                        Some(batch) if !cursor.deleted() => Some(Pick::Segment {
+                            cursor: i,
+                            generation: cursor.generation,
+                            batch: batch.clone(),
+                            row: cursor.row,
+                        }),
+                        _ => None,
+                    };
+                    decided = Some(pick);
+                }
+                cursor.skip(&key)?;
+            }
+            // Segment scans may start a few keys early.
+            if after_start(&key, &self.from) {
+                return Ok(Some((key, decided.flatten())));
+            }
+        }
+    }
+
+    /// Builds the next output batch.
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let mut builders: Vec<ColumnBuilder> = self
+            .projection
+            .iter()
+            .map(|&i| ColumnBuilder::new(&self.def.columns[i].data_type, 64))
+            .collect();
+        let mut keys = BinaryBuilder::new();
+        let mut sources: Vec<RecordBatch> = Vec::new();
+        let mut source_of: HashMap<(usize, u64), usize> = HashMap::new();
+        let mut picks: Vec<(usize, usize)> = Vec::with_capacity(self.batch_rows);
+        let mut decoded = 0;
+        while picks.len() < self.batch_rows {
+            let Some((key, pick)) = self.next_key()? else {
+                self.done = true;
+                break;
+            };
+            let Some(pick) = pick else {
+                continue;
+            };
+            match pick {
+                Pick::Encoded(bytes) => {
+                    let values = decode_checked(&self.def, &bytes)?;
+                    for (builder, &i) in builders.iter_mut().zip(&self.projection) {
+                        builder.append(&values[i])?;
+                    }
+                    picks.push((0, decoded));
+                    decoded += 1;
+                }
+                Pick::Segment {
+                    cursor,
+                    generation,
+                    batch,
+                    row,
+                } => {
+                    let source = *source_of.entry((cursor, generation)).or_insert_with(|| {
+                        sources.push(batch);
+                        sources.len()
+                    });
+                    picks.push((source, row));
+                }
+            }
+            if self.with_keys {
+                keys.append_value(&key);
+            }
+        }
+        if picks.is_empty() {
+            return Ok(None);
+        }
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        for (j, builder) in builders.iter_mut().enumerate() {
+            let decoded = builder.finish();
+            let mut arrays: Vec<&dyn Array> = vec![decoded.as_ref()];
+            arrays.extend(
+                sources
+                    .iter()
+                    .map(|b| b.column(SYSTEM_COLUMNS + j).as_ref()),
+            );
+            let column = arrow::compute::interleave(&arrays, &picks)
+                .map_err(|e| StorageError::internal(format!("assembling a scan batch: {e}")))?;
+            columns.push(column);
+        }
+        if self.with_keys {
+            columns.push(Arc::new(keys.finish()));
+        }
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map(Some)
+            .map_err(|e| StorageError::internal(format!("scan batch of {}: {e}", self.def.name)))
+    }
+}
+
+impl Iterator for BatchScan<'_> {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        if self.done {
+            return None;
+        }
+        match self.next_batch() {
+            Ok(Some(batch)) => Some(Ok(batch)),
+            Ok(None) => None,
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+fn own_bound(table: TableId, bound: &Bound<Vec<u8>>, end: bool) -> Bound<(TableId, Bytes)> {
+    match bound {
+        Bound::Included(k) => Bound::Included((table, Bytes::copy_from_slice(k))),
+        Bound::Excluded(k) => Bound::Excluded((table, Bytes::copy_from_slice(k))),
+        Bound::Unbounded if end => match table.checked_add(1) {
+            Some(next) => Bound::Excluded((next, Bytes::new())),
+            None => Bound::Unbounded,
+        },
+        Bound::Unbounded => Bound::Included((table, Bytes::new())),
+    }
+}
+
+/// Whether zone maps let a scan skip `group` of `segment`: some predicate
+/// rules it out and no older segment has keys in its range. Unreadable
+/// statistics never prune.
+fn prunable(
+    segment: &Segment,
+    group: usize,
+    predicates: &[(ColumnDef, Predicate)],
+    older: &[Arc<Segment>],
+) -> bool {
+    let ruled_out = predicates.iter().any(|(column, predicate)| {
+        matches!(segment.zone(group, column), Ok(Some(zone)) if !predicate.may_match(&zone))
+    });
+    if !ruled_out {
+        return false;
+    }
+    let Ok(Some((low, high))) = segment.group_keys(group) else {
+        return false;
+    };
+    !older.iter().any(|o| {
+        o.meta.min_key.as_ref() <= high.as_slice() && low.as_slice() <= o.meta.max_key.as_ref()
+    })
+}
+
+/// Rows (as values) of a scan, for callers that want them one by one.
+#[derive(Debug)]
+pub struct RowScan<'t> {
+    batches: BatchScan<'t>,
+    types: Vec<DataType>,
+    current: Option<(RecordBatch, usize)>,
+}
+
+impl<'t> RowScan<'t> {
+    pub(crate) fn new(batches: BatchScan<'t>) -> RowScan<'t> {
+        let types = batches
+            .projection
+            .iter()
+            .map(|&i| batches.def.columns[i].data_type.clone())
+            .collect();
+        RowScan {
+            batches,
+            types,
+            current: None,
+        }
+    }
+
+    fn row(&self, batch: &RecordBatch, i: usize) -> Result<Row> {
+        let values = self
+            .types
+            .iter()
+            .enumerate()
+            .map(|(c, ty)| value_at(batch.column(c).as_ref(), i, ty))
+            .collect::<Result<Vec<_>>>()?;
+        let key = batch.column(self.types.len()).as_binary::<i32>().value(i);
+        Ok(Row {
+            key: Bytes::copy_from_slice(key),
+            values,
+        })
+    }
+}
+
+impl Iterator for RowScan<'_> {
+    type Item = Result<Row>;
+
+    fn next(&mut self) -> Option<Result<Row>> {
+        loop {
+            if let Some((batch, i)) = self.current.take()
+                && i < batch.num_rows()
+            {
+                let row = self.row(&batch, i);
+                self.current = Some((batch, i + 1));
+                return Some(row);
+            }
+            match self.batches.next()? {
+                Ok(batch) => self.current = Some((batch, 0)),
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successor_bounds_every_extension_of_a_prefix() {
+        assert_eq!(successor(vec![1, 2]), Some(vec![1, 3]));
+        assert_eq!(successor(vec![1, 0xff]), Some(vec![2]));
+        assert_eq!(successor(vec![0xff, 0xff]), None);
+        assert_eq!(successor(Vec::new()), None);
+    }
+
+    #[test]
+    fn predicates_rule_out_zones_only_when_no_value_can_match() {
+        let zone = Zone {
+            min: Value::Int32(10),
+            max: Value::Int32(20),
+            all_null: false,
+        };
+        let p = |op, v| Predicate {
+            column: "x".into(),
+            op,
+            value: Value::Int32(v),
+        };
+        assert!(p(CmpOp::Eq, 10).may_match(&zone));
+        assert!(!p(CmpOp::Eq, 21).may_match(&zone));
+        assert!(!p(CmpOp::Lt, 10).may_match(&zone));
+        assert!(p(CmpOp::Le, 10).may_match(&zone));
+        assert!(!p(CmpOp::Gt, 20).may_match(&zone));
+        assert!(p(CmpOp::Ge, 20).may_match(&zone));
+        let nulls = Zone {
+            min: Value::Null,
+            max: Value::Null,
+            all_null: true,
+        };
+        assert!(!p(CmpOp::Eq, 1).may_match(&nulls));
+        let odd = Zone {
+            min: Value::Text("a".into()),
+            max: Value::Text("b".into()),
+            all_null: false,
+        };
+        assert!(p(CmpOp::Eq, 1).may_match(&odd), "incomparable: keep");
+    }
+}

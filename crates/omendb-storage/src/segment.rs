@@ -1,0 +1,70 @@
+//! Immutable segments: one table's versions, sorted by key, as a Parquet
+//! file with the learned index in its footer. Layout and invariants:
+//! `docs/design/segment-format.md`.
+//!
+//! ```text
+//!  flush / compaction ── write_segment ──► segments/<id>.parquet (+ CRC-32C in the manifest)
+//!  point get ── Segment::find: key columns from the cache, learned index, versions
+//!  scans     ── Segment::scan: row groups from the start key on, projected
+//! ```
+
+mod key_space;
+mod reader;
+mod writer;
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+pub(crate) use reader::{Segment, SegmentBatches, Zone};
+pub(crate) use writer::SegmentWriter;
+
+use crate::catalog::{ColumnId, TableId};
+
+/// Rows per Parquet row group.
+pub(crate) const ROW_GROUP_ROWS: usize = 65_536;
+
+/// Names of the system columns, which come first in every segment.
+pub(crate) const KEY_COLUMN: &str = "_key";
+pub(crate) const TS_COLUMN: &str = "_ts";
+pub(crate) const DELETED_COLUMN: &str = "_deleted";
+/// Root positions of the system columns.
+pub(crate) const KEY: usize = 0;
+pub(crate) const TS: usize = 1;
+pub(crate) const DELETED: usize = 2;
+pub(crate) const SYSTEM_COLUMNS: usize = 3;
+
+/// The Parquet column name of a table column.
+pub(crate) fn column_name(id: ColumnId) -> String {
+    format!("c{id}")
+}
+
+/// What the manifest records of a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct SegmentMeta {
+    pub id: u64,
+    pub table: TableId,
+    /// Versions (rows) in the file.
+    pub rows: u64,
+    pub min_ts: u64,
+    pub max_ts: u64,
+    pub min_key: Bytes,
+    pub max_key: Bytes,
+    /// File length and its CRC-32C, checked when the segment is opened.
+    pub bytes: u64,
+    pub crc: u32,
+}
+
+/// The file of segment `id` in the segment directory `dir`.
+pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.parquet"))
+}
+
+/// The id of a segment file name, if it is one.
+pub(crate) fn segment_id(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".parquet")?;
+    (digits.len() == 20).then(|| digits.parse().ok()).flatten()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,609 @@
+//! Reading a segment.
+//!
+//! Opening checks the file against the manifest (length, CRC-32C) and the
+//! footer against itself (version, table, key space, learned index, row
+//! counts); any mismatch is a corruption error naming the file. After
+//! that, lookups use the cached key columns, point reads use cached
+//! decoded row groups, and scans read row groups from the start key on.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, new_null_array};
+use arrow::buffer::BooleanBuffer;
+use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef, UInt64Type};
+use arrow::record_batch::RecordBatch;
+use base64::Engine as _;
+use bytes::{Buf, Bytes};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::errors::ParquetError;
+use parquet::file::reader::{ChunkReader, Length};
+
+use super::key_space::KeySpace;
+use super::writer::{META_INDEX, META_KEY_SPACE, META_TABLE, META_VERSION};
+use super::{DELETED, KEY, ROW_GROUP_ROWS, SYSTEM_COLUMNS, SegmentMeta, TS, segment_path};
+use crate::cache::{Cache, CacheKey};
+use crate::catalog::{ColumnDef, ColumnId, TableDef};
+use crate::error::{Result, StorageError};
+use crate::index::learned::{LearnedIndex, search};
+use crate::io::{FileSystem, ReadFile};
+use crate::types::{ColumnBuilder, Value, value_at};
+
+/// What a row group's statistics say of one column.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Zone {
+    pub min: Value,
+    pub max: Value,
+    /// Every value in the row group is NULL.
+    pub all_null: bool,
+}
+
+/// A version found by a point lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Found {
+    pub row: usize,
+    pub ts: u64,
+    pub deleted: bool,
+}
+
+/// An immutable segment, opened on first use. Once the manifest no longer
+/// lists it, it is marked obsolete, and its file is deleted when the last
+/// reader lets go of it.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub meta: SegmentMeta,
+    path: PathBuf,
+    fs: Arc<dyn FileSystem>,
+    cache: Arc<Cache>,
+    opened: Mutex<Option<Arc<Opened>>>,
+    obsolete: AtomicBool,
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if self.obsolete.load(Ordering::Acquire) {
+            self.cache.forget_segment(self.meta.id);
+            // A file left behind by a failed removal is an orphan: the next
+            // open deletes it.
+            let _ = self.fs.remove(&self.path);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Opened {
+    file: Arc<dyn ReadFile>,
+    metadata: ArrowReaderMetadata,
+    space: KeySpace,
+    index: LearnedIndex,
+    /// First row of each row group, then the row count.
+    row_group_starts: Vec<usize>,
+    /// Root position in the file of each table column it holds.
+    columns: HashMap<ColumnId, usize>,
+}
+
+/// The key columns of a segment, as lookups address them.
+#[derive(Debug)]
+struct Keys {
+    index_keys: Vec<u64>,
+    ts: Vec<u64>,
+    deleted: BooleanBuffer,
+    /// The full key bytes; only kept when the key space is a prefix.
+    full: Option<BinaryArray>,
+}
+
+/// Reads byte ranges of a segment for the Parquet reader.
+#[derive(Clone, Debug)]
+struct FileChunks(Arc<dyn ReadFile>);
+
+impl Length for FileChunks {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+}
+
+impl ChunkReader for FileChunks {
+    type T = bytes::buf::Reader<Bytes>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        let len = self
+            .0
+            .len()
+            .checked_sub(start)
+            .ok_or_else(|| ParquetError::EOF("read past the end".into()))?;
+        Ok(self.get_bytes(start, len as usize)?.reader())
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let mut buf = vec![0; length];
+        self.0
+            .read_exact_at(start, &mut buf)
+            .map_err(|e| ParquetError::External(Box::new(e)))?;
+        Ok(Bytes::from(buf))
+    }
+}
+
+impl Segment {
+    pub(crate) fn new(
+        meta: SegmentMeta,
+        dir: &Path,
+        fs: Arc<dyn FileSystem>,
+        cache: Arc<Cache>,
+    ) -> Segment {
+        let path = segment_path(dir, meta.id);
+        Segment {
+            meta,
+            path,
+            fs,
+            cache,
+            opened: Mutex::new(None),
+            obsolete: AtomicBool::new(false),
+        }
+    }
+
+    /// Deletes the file once nobody reads the segment any more.
+    pub(crate) fn mark_obsolete(&self) {
+        self.obsolete.store(true, Ordering::Release);
+    }
+
+    fn corrupt(&self, detail: impl Into<String>) -> StorageError {
+        StorageError::corruption("segment", &self.path, 0, detail)
+    }
+
+    fn read_error(&self, error: ParquetError) -> StorageError {
+        match error {
+            ParquetError::External(e) => match e.downcast::<std::io::Error>() {
+                Ok(io) => StorageError::io(&self.path, *io),
+                Err(e) => self.corrupt(e.to_string()),
+            },
+            other => self.corrupt(other.to_string()),
+        }
+    }
+
+    fn opened(&self) -> Result<Arc<Opened>> {
+        // Only assigns the slot; a panic while held leaves it as it was.
+        let mut slot = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(opened) = slot.as_ref() {
+            return Ok(opened.clone());
+        }
+        let opened = Arc::new(self.open()?);
+        *slot = Some(opened.clone());
+        Ok(opened)
+    }
+
+    fn open(&self) -> Result<Opened> {
+        let file = self
+            .fs
+            .open_read(&self.path)
+            .map_err(|e| StorageError::io(&self.path, e))?;
+        if file.len() != self.meta.bytes {
+            return Err(self.corrupt(format!(
+                "{} bytes, the manifest says {}",
+                file.len(),
+                self.meta.bytes
+            )));
+        }
+        let mut crc = 0;
+        let mut buf = vec![0; 1 << 20];
+        let mut offset = 0;
+        while offset < file.len() {
+            let n = (file.len() - offset).min(buf.len() as u64) as usize;
+            file.read_exact_at(offset, &mut buf[..n])
+                .map_err(|e| StorageError::io(&self.path, e))?;
+            crc = crc32c::crc32c_append(crc, &buf[..n]);
+            offset += n as u64;
+        }
+        if crc != self.meta.crc {
+            return Err(self.corrupt(format!(
+                "checksum mismatch: file {crc:#010x}, manifest {:#010x}",
+                self.meta.crc
+            )));
+        }
+
+        let metadata = ArrowReaderMetadata::load(&FileChunks(file.clone()), Default::default())
+            .map_err(|e| self.read_error(e))?;
+        let kv: HashMap<&str, &str> = metadata
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .into_iter()
+            .flatten()
+            .filter_map(|kv| kv.value.as_deref().map(|v| (kv.key.as_str(), v)))
+            .collect();
+        if kv.get(META_VERSION) != Some(&"1") {
+            return Err(self.corrupt("missing or unknown segment version"));
+        }
+        if kv.get(META_TABLE).and_then(|t| t.parse::<u64>().ok()) != Some(self.meta.table) {
+            return Err(self.corrupt(format!("footer does not name table {}", self.meta.table)));
+        }
+        let space = kv
+            .get(META_KEY_SPACE)
+            .and_then(|text| KeySpace::from_text(text))
+            .ok_or_else(|| self.corrupt("missing or malformed key space"))?;
+        let index_bytes = kv
+            .get(META_INDEX)
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .ok_or_else(|| self.corrupt("missing or malformed learned index"))?;
+        let index =
+            LearnedIndex::from_bytes(&index_bytes).map_err(|e| self.corrupt(e.to_string()))?;
+
+        let mut row_group_starts = vec![0usize];
+        for group in metadata.metadata().row_groups() {
+            let rows = usize::try_from(group.num_rows())
+                .map_err(|_| self.corrupt("negative row count"))?;
+            row_group_starts.push(row_group_starts[row_group_starts.len() - 1] + rows);
+        }
+        let rows = row_group_starts[row_group_starts.len() - 1];
+        if rows as u64 != self.meta.rows || rows != index.len() {
+            return Err(self.corrupt(format!(
+                "{rows} rows, manifest says {}, learned index covers {}",
+                self.meta.rows,
+                index.len()
+            )));
+        }
+        let schema = metadata.schema().clone();
+        let system = ["_key", "_ts", "_deleted"];
+        if schema.fields().len() < SYSTEM_COLUMNS
+            || schema
+                .fields()
+                .iter()
+                .zip(system)
+                .any(|(field, name)| field.name() != name)
+        {
+            return Err(self.corrupt("system columns missing"));
+        }
+        let mut columns = HashMap::new();
+        for (position, field) in schema.fields().iter().enumerate().skip(SYSTEM_COLUMNS) {
+            let id = field
+                .name()
+                .strip_prefix('c')
+                .and_then(|id| id.parse().ok());
+            let id = id.ok_or_else(|| self.corrupt(format!("unknown column {}", field.name())))?;
+            columns.insert(id, position);
+        }
+        Ok(Opened {
+            file,
+            metadata,
+            space,
+            index,
+            row_group_starts,
+            columns,
+        })
+    }
+
+    /// Reads the given root columns of `row_groups`, one batch per group.
+    fn read(
+        &self,
+        opened: &Opened,
+        row_groups: Vec<usize>,
+        roots: Vec<usize>,
+    ) -> Result<Vec<RecordBatch>> {
+        let mask = ProjectionMask::roots(
+            opened.metadata.metadata().file_metadata().schema_descr(),
+            roots,
+        );
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            FileChunks(opened.file.clone()),
+            opened.metadata.clone(),
+        )
+        .with_row_groups(row_groups)
+        .with_projection(mask)
+        .with_batch_size(ROW_GROUP_ROWS)
+        .build()
+        .map_err(|e| self.read_error(e))?;
+        reader
+            .map(|batch| batch.map_err(|e| self.corrupt(e.to_string())))
+            .collect()
+    }
+
+    fn keys(&self, opened: &Opened) -> Result<Arc<Keys>> {
+        self.cache.get_or_load(CacheKey::Keys(self.meta.id), || {
+            let groups = (0..opened.row_group_starts.len() - 1).collect();
+            let batches = self.read(opened, groups, vec![KEY, TS, DELETED])?;
+            let rows = opened.index.len();
+            let mut index_keys = Vec::with_capacity(rows);
+            let mut ts = Vec::with_capacity(rows);
+            let mut deleted = arrow::array::BooleanBufferBuilder::new(rows);
+            let mut full = Vec::new();
+            for batch in &batches {
+                let keys = batch.column(0).as_binary::<i32>();
+                index_keys.extend(
+                    keys.iter()
+                        .map(|k| opened.space.index_key(k.unwrap_or_default()).key),
+                );
+                ts.extend_from_slice(batch.column(1).as_primitive::<UInt64Type>().values());
+                deleted.append_buffer(batch.column(2).as_boolean().values());
+                full.push(batch.column(0).clone());
+            }
+            if index_keys.len() != rows {
+                return Err(self.corrupt(format!("{} keys for {rows} rows", index_keys.len())));
+            }
+            let full = if opened.space.is_packed() {
+                None
+            } else {
+                let refs: Vec<&dyn Array> = full.iter().map(|a| a.as_ref()).collect();
+                let all = arrow::compute::concat(&refs).map_err(|e| self.corrupt(e.to_string()))?;
+                Some(all.as_binary::<i32>().clone())
+            };
+            let size = rows * 17 + full.as_ref().map_or(0, |f| f.get_array_memory_size());
+            Ok((
+                Keys {
+                    index_keys,
+                    ts,
+                    deleted: deleted.finish(),
+                    full,
+                },
+                size,
+            ))
+        })
+    }
+
+    /// The newest version of `key` at or below `snapshot`.
+    pub(crate) fn find(&self, key: &[u8], snapshot: u64) -> Result<Option<Found>> {
+        if key < self.meta.min_key.as_ref() || key > self.meta.max_key.as_ref() {
+            return Ok(None);
+        }
+        let opened = self.opened()?;
+        let keys = self.keys(&opened)?;
+        let wanted = opened.space.index_key(key);
+        let rows = keys.index_keys.len();
+        let mut i = opened.index.lower_bound(&keys.index_keys, wanted.key);
+        let same: Box<dyn Fn(usize) -> bool + '_> = match &keys.full {
+            None if !wanted.exact => return Ok(None),
+            None => Box::new(|j| keys.index_keys[j] == wanted.key),
+            Some(full) => {
+                i = search::gallop_by(i, rows, |j| full.value(j) < key);
+                Box::new(|j| full.value(j) == key)
+            }
+        };
+        while i < rows && same(i) {
+            if keys.ts[i] <= snapshot {
+                return Ok(Some(Found {
+                    row: i,
+                    ts: keys.ts[i],
+                    deleted: keys.deleted.value(i),
+                }));
+            }
+            i += 1;
+        }
+        Ok(None)
+    }
+
+    /// A row at or before the first row whose key is `>= from`: every row
+    /// before it is smaller. The learned index lands there directly; the
+    /// caller skips the few smaller keys that may follow.
+    fn start_row(&self, opened: &Opened, from: &Bound<Vec<u8>>) -> Result<usize> {
+        let (Bound::Included(key) | Bound::Excluded(key)) = from else {
+            return Ok(0);
+        };
+        let keys = self.keys(opened)?;
+        Ok(opened
+            .index
+            .lower_bound(&keys.index_keys, opened.space.index_key(key).key))
+    }
+
+    /// The table's columns `columns` (plus the system columns first) of
+    /// every row from `from` on, one batch per row group.
+    pub(crate) fn scan(
+        self: &Arc<Self>,
+        def: &TableDef,
+        columns: &[ColumnId],
+        from: &Bound<Vec<u8>>,
+        skip_groups: &dyn Fn(&Segment, usize) -> bool,
+    ) -> Result<SegmentBatches> {
+        let opened = self.opened()?;
+        let start = self.start_row(&opened, from)?;
+        let group = opened
+            .row_group_starts
+            .partition_point(|&first| first <= start)
+            .saturating_sub(1);
+        let defs = columns
+            .iter()
+            .map(|id| {
+                def.columns
+                    .iter()
+                    .find(|c| c.id == *id)
+                    .cloned()
+                    .ok_or_else(|| {
+                        StorageError::internal(format!(
+                            "scan of unknown column {id} in {}",
+                            def.name
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let full = super::writer::segment_schema(def);
+        let system = full.fields().iter().take(SYSTEM_COLUMNS).cloned();
+        let table = defs.iter().map(|d| {
+            Arc::new(Field::new(
+                super::column_name(d.id),
+                d.data_type.arrow_type(),
+                true,
+            ))
+        });
+        let schema = Arc::new(Schema::new(system.chain(table).collect::<Vec<FieldRef>>()));
+        let skip = start - opened.row_group_starts[group];
+        let groups = opened.row_group_starts.len() - 1;
+        let skipped = (0..groups)
+            .map(|g| g >= group && skip_groups(self, g))
+            .collect();
+        Ok(SegmentBatches {
+            segment: self.clone(),
+            opened,
+            next_group: group,
+            skip,
+            defs,
+            schema,
+            skipped,
+        })
+    }
+
+    /// The zone map of `column` in row group `group`; `None` when the
+    /// statistics say nothing.
+    pub(crate) fn zone(&self, group: usize, column: &ColumnDef) -> Result<Option<Zone>> {
+        let opened = self.opened()?;
+        if !opened.columns.contains_key(&column.id) {
+            // The segment predates the column: every row holds its missing value.
+            let missing = column.missing.clone();
+            let all_null = missing.is_null();
+            return Ok(Some(Zone {
+                min: missing.clone(),
+                max: missing,
+                all_null,
+            }));
+        }
+        let name = super::column_name(column.id);
+        let bad = |e: ParquetError| self.corrupt(e.to_string());
+        let converter = StatisticsConverter::try_new(
+            &name,
+            opened.metadata.schema(),
+            opened.metadata.parquet_schema(),
+        )
+        .map_err(bad)?;
+        let groups = &opened.metadata.metadata().row_groups()[group..=group];
+        let mins = converter.row_group_mins(groups.iter()).map_err(bad)?;
+        let maxes = converter.row_group_maxes(groups.iter()).map_err(bad)?;
+        let nulls = converter
+            .row_group_null_counts(groups.iter())
+            .map_err(bad)?;
+        let rows = (opened.row_group_starts[group + 1] - opened.row_group_starts[group]) as u64;
+        let all_null = nulls.is_valid(0) && nulls.value(0) == rows;
+        if mins.is_null(0) || maxes.is_null(0) {
+            return Ok(all_null.then_some(Zone {
+                min: Value::Null,
+                max: Value::Null,
+                all_null,
+            }));
+        }
+        let min = value_at(mins.as_ref(), 0, &column.data_type)?;
+        let max = value_at(maxes.as_ref(), 0, &column.data_type)?;
+        Ok(Some(Zone { min, max, all_null }))
+    }
+
+    /// The smallest and largest key of row group `group`, if recorded.
+    pub(crate) fn group_keys(&self, group: usize) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let opened = self.opened()?;
+        let chunk = opened.metadata.metadata().row_group(group).column(KEY);
+        Ok(chunk
+            .statistics()
+            .and_then(|s| Some((s.min_bytes_opt()?.to_vec(), s.max_bytes_opt()?.to_vec()))))
+    }
+
+    /// All table columns of `row`, for point reads.
+    pub(crate) fn row(&self, def: &TableDef, row: usize) -> Result<Vec<Value>> {
+        let opened = self.opened()?;
+        let group = opened
+            .row_group_starts
+            .partition_point(|&first| first <= row)
+            .saturating_sub(1);
+        let offset = row - opened.row_group_starts[group];
+        let batch = self
+            .cache
+            .get_or_load(CacheKey::RowGroup(self.meta.id, group), || {
+                let roots = (0..SYSTEM_COLUMNS + opened.columns.len()).collect();
+                let batch = self
+                    .read(&opened, vec![group], roots)?
+                    .pop()
+                    .ok_or_else(|| self.corrupt("empty row group"))?;
+                let size = batch.get_array_memory_size();
+                Ok((batch, size))
+            })?;
+        def.columns
+            .iter()
+            .map(|column| match opened.columns.get(&column.id) {
+                Some(&position) => {
+                    value_at(batch.column(position).as_ref(), offset, &column.data_type)
+                }
+                None => Ok(column.missing.clone()),
+            })
+            .collect()
+    }
+}
+
+/// Row groups of a scan: each batch holds `_key`, `_ts`, `_deleted`, then
+/// the requested table columns (a column the segment predates holds its
+/// missing value).
+#[derive(Debug)]
+pub(crate) struct SegmentBatches {
+    segment: Arc<Segment>,
+    opened: Arc<Opened>,
+    next_group: usize,
+    /// Rows to drop from the front of the next batch.
+    skip: usize,
+    defs: Vec<ColumnDef>,
+    schema: SchemaRef,
+    /// Row groups pruned by zone maps.
+    skipped: Vec<bool>,
+}
+
+impl Iterator for SegmentBatches {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        loop {
+            if self.next_group + 1 >= self.opened.row_group_starts.len() {
+                return None;
+            }
+            let group = self.next_group;
+            self.next_group += 1;
+            if self.skipped[group] {
+                self.skip = 0;
+                continue;
+            }
+            return Some(self.read_group(group));
+        }
+    }
+}
+
+impl SegmentBatches {
+    fn read_group(&mut self, group: usize) -> Result<RecordBatch> {
+        let present: Vec<usize> = self
+            .defs
+            .iter()
+            .filter_map(|c| self.opened.columns.get(&c.id).copied())
+            .collect();
+        let mut roots: Vec<usize> = (0..SYSTEM_COLUMNS).chain(present.iter().copied()).collect();
+        roots.sort_unstable();
+        let batch = self
+            .segment
+            .read(&self.opened, vec![group], roots.clone())?
+            .pop()
+            .ok_or_else(|| self.segment.corrupt("empty row group"))?;
+        let skip = std::mem::take(&mut self.skip).min(batch.num_rows());
+        let batch = batch.slice(skip, batch.num_rows() - skip);
+        // The projected batch holds the roots in file order.
+        let column = |position: usize| {
+            roots
+                .iter()
+                .position(|&r| r == position)
+                .map(|i| batch.column(i).clone())
+        };
+        let mut columns: Vec<ArrayRef> = (0..SYSTEM_COLUMNS).filter_map(column).collect();
+        for def in &self.defs {
+            let array = match self.opened.columns.get(&def.id).and_then(|&p| column(p)) {
+                Some(array) => array,
+                None => constant(&def.missing, def, batch.num_rows())?,
+            };
+            columns.push(array);
+        }
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| self.segment.corrupt(e.to_string()))
+    }
+}
+
+/// An array of `rows` copies of `value` for a column of `def`'s type.
+fn constant(value: &Value, def: &ColumnDef, rows: usize) -> Result<ArrayRef> {
+    if value.is_null() {
+        return Ok(new_null_array(&def.data_type.arrow_type(), rows));
+    }
+    let mut builder = ColumnBuilder::new(&def.data_type, rows);
+    for _ in 0..rows {
+        builder.append(value)?;
+    }
+    Ok(builder.finish())
+}

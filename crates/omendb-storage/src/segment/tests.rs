@@ -1,0 +1,205 @@
+//! Segments written and read back on the fault-injecting file system.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::AsArray;
+use bytes::Bytes;
+
+use super::*;
+use crate::cache::Cache;
+use crate::catalog::{ColumnSpec, TableDef};
+use crate::error::ErrorKind;
+use crate::io::FileSystem;
+use crate::io::fault::FaultFs;
+use crate::test_rng::TestRng;
+use crate::types::{DataType, Value};
+
+fn dir() -> PathBuf {
+    PathBuf::from("/db/segments")
+}
+
+/// Versions keyed by encoded key: newest first, `None` for a delete.
+type Versions = BTreeMap<Vec<u8>, Vec<(u64, Option<Vec<Value>>)>>;
+
+fn write(fs: &FaultFs, def: &Arc<TableDef>, id: u64, versions: &Versions) -> SegmentMeta {
+    let mut writer = SegmentWriter::create(fs, &dir(), id, def.clone()).unwrap();
+    for (key, list) in versions {
+        for (ts, values) in list {
+            writer
+                .push(Bytes::copy_from_slice(key), *ts, values.as_deref())
+                .unwrap();
+        }
+    }
+    writer.finish().unwrap()
+}
+
+fn setup() -> (FaultFs, Arc<Cache>) {
+    let fs = FaultFs::new();
+    fs.create_dir_all(&dir()).unwrap();
+    (fs, Arc::new(Cache::new(64 << 20)))
+}
+
+/// A table of `(key, payload)` with random versions over `keys` keys.
+fn random_versions(
+    rng: &mut TestRng,
+    def: &TableDef,
+    keys: usize,
+    key_of: impl Fn(usize) -> Value,
+) -> Versions {
+    let mut versions = Versions::new();
+    for k in 0..keys {
+        let key_value = key_of(k);
+        let mut key = Vec::new();
+        def.key_codec().encode(&[&key_value], &mut key).unwrap();
+        let mut ts = 1000 + rng.below(100);
+        let mut list = Vec::new();
+        for _ in 0..1 + rng.below(3) {
+            let values =
+                (rng.below(5) > 0).then(|| vec![key_value.clone(), Value::Int64(ts as i64)]);
+            list.push((ts, values));
+            ts -= 1 + rng.below(20);
+        }
+        versions.insert(key, list);
+    }
+    versions
+}
+
+fn check_lookups(segment: &Segment, def: &TableDef, versions: &Versions, rng: &mut TestRng) {
+    for (key, list) in versions {
+        for snapshot in [0, 990, 1050, u64::MAX]
+            .into_iter()
+            .chain((0..3).map(|_| 900 + rng.below(250)))
+        {
+            let want = list.iter().find(|(ts, _)| *ts <= snapshot);
+            let found = segment.find(key, snapshot).unwrap();
+            assert_eq!(
+                found.map(|f| (f.ts, f.deleted)),
+                want.map(|(ts, v)| (*ts, v.is_none())),
+                "at {snapshot}"
+            );
+            if let (Some(found), Some((_, Some(values)))) = (found, want) {
+                assert_eq!(&segment.row(def, found.row).unwrap(), values);
+            }
+        }
+    }
+    // Keys between and around the stored ones are absent.
+    for key in versions.keys() {
+        let mut after = key.clone();
+        after.push(0);
+        assert_eq!(segment.find(&after, u64::MAX).unwrap(), None);
+    }
+}
+
+#[test]
+fn packed_integer_keys_find_every_version_at_every_snapshot() {
+    let (fs, cache) = setup();
+    let mut rng = TestRng::new("packed_integer_keys_find_every_version_at_every_snapshot");
+    let columns = vec![
+        ColumnSpec::new("k", DataType::Int64),
+        ColumnSpec::new("v", DataType::Int64),
+    ];
+    let def = Arc::new(TableDef::new(7, "t", columns, &["k"]).unwrap());
+    let versions = random_versions(&mut rng, &def, 150_000, |k| {
+        Value::Int64(k as i64 * 3 - 1000)
+    });
+    let meta = write(&fs, &def, 1, &versions);
+    assert_eq!(
+        meta.rows as usize,
+        versions.values().map(Vec::len).sum::<usize>()
+    );
+    let segment = Segment::new(meta, &dir(), Arc::new(fs), cache);
+    check_lookups(&segment, &def, &versions, &mut rng);
+}
+
+#[test]
+fn text_keys_use_the_prefix_and_still_find_every_version() {
+    let (fs, cache) = setup();
+    let mut rng = TestRng::new("text_keys_use_the_prefix_and_still_find_every_version");
+    let columns = vec![
+        ColumnSpec::new("k", DataType::Text { max_chars: None }),
+        ColumnSpec::new("v", DataType::Int64),
+    ];
+    let def = Arc::new(TableDef::new(7, "t", columns, &["k"]).unwrap());
+    // Long shared prefixes: the 8-byte prefix alone cannot tell keys apart.
+    let versions = random_versions(&mut rng, &def, 3000, |k| {
+        Value::Text(format!("https://x/{k:06}"))
+    });
+    let meta = write(&fs, &def, 2, &versions);
+    let segment = Segment::new(meta, &dir(), Arc::new(fs), cache);
+    check_lookups(&segment, &def, &versions, &mut rng);
+}
+
+#[test]
+fn scans_start_at_their_bound_and_fill_columns_the_segment_predates() {
+    let (fs, cache) = setup();
+    let mut rng = TestRng::new("scans_start_at_their_bound");
+    let columns = vec![
+        ColumnSpec::new("k", DataType::Int64),
+        ColumnSpec::new("v", DataType::Int64),
+    ];
+    let def = Arc::new(TableDef::new(7, "t", columns, &["k"]).unwrap());
+    let versions = random_versions(&mut rng, &def, 200_000, |k| Value::Int64(k as i64));
+    let meta = write(&fs, &def, 3, &versions);
+    let segment = Arc::new(Segment::new(meta, &dir(), Arc::new(fs), cache));
+
+    let later = def
+        .with_column_added(ColumnSpec::new("n", DataType::Int32), Value::Int32(9))
+        .unwrap();
+    let added = later.column("n").unwrap().id;
+    let mut from = Vec::new();
+    later
+        .key_codec()
+        .encode(&[&Value::Int64(123_456)], &mut from)
+        .unwrap();
+    let mut seen = 0;
+    for batch in segment
+        .scan(
+            &later,
+            &[added, 1],
+            &Bound::Included(from.clone()),
+            &|_, _| false,
+        )
+        .unwrap()
+    {
+        let batch = batch.unwrap();
+        assert_eq!(batch.num_columns(), SYSTEM_COLUMNS + 2);
+        let keys = batch.column(KEY).as_binary::<i32>();
+        let filled = batch
+            .column(SYSTEM_COLUMNS)
+            .as_primitive::<arrow::datatypes::Int32Type>();
+        for row in 0..batch.num_rows() {
+            // With a packed key space the index's lower bound is exact.
+            assert!(keys.value(row) >= from.as_slice(), "row before the bound");
+            assert_eq!(filled.value(row), 9);
+            seen += 1;
+        }
+    }
+    let expected: usize = versions.range(from.clone()..).map(|(_, l)| l.len()).sum();
+    assert_eq!(seen, expected, "rows at or after the bound");
+}
+
+#[test]
+fn a_flipped_byte_is_a_corruption_error_naming_the_file() {
+    let (fs, cache) = setup();
+    let mut rng = TestRng::new("a_flipped_byte_is_a_corruption_error_naming_the_file");
+    let columns = vec![
+        ColumnSpec::new("k", DataType::Int64),
+        ColumnSpec::new("v", DataType::Int64),
+    ];
+    let def = Arc::new(TableDef::new(7, "t", columns, &["k"]).unwrap());
+    let versions = random_versions(&mut rng, &def, 1000, |k| Value::Int64(k as i64));
+    let meta = write(&fs, &def, 4, &versions);
+    let offset = rng.below(meta.bytes) as usize;
+    fs.corrupt(&segment_path(&dir(), 4), offset, 0x10).unwrap();
+    let segment = Segment::new(meta, &dir(), Arc::new(fs), cache);
+    let key = versions.keys().next().unwrap();
+    let err = segment.find(key, u64::MAX).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corruption, "{err}");
+    assert!(
+        err.to_string().contains("00000000000000000004.parquet"),
+        "{err}"
+    );
+}

@@ -1,0 +1,302 @@
+//! Transaction semantics, checked through the public API on the fault-
+//! injecting file system.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::db::{Database, Options};
+use crate::error::ErrorKind;
+use crate::io::fault::{CrashMode, FaultFs};
+use crate::types::DataType;
+
+fn open(fs: &FaultFs) -> Database {
+    Database::open_with(Arc::new(fs.clone()), "/db", Options::default()).unwrap()
+}
+
+/// A database with `kv (k bigint primary key, v text)`.
+fn setup() -> (FaultFs, Database) {
+    let fs = FaultFs::new();
+    let db = open(&fs);
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let columns = vec![
+        ColumnSpec::new("k", DataType::Int64),
+        ColumnSpec::new("v", DataType::Text { max_chars: None }),
+    ];
+    txn.create_table("kv", columns, &["k"]).unwrap();
+    txn.commit().unwrap();
+    (fs, db)
+}
+
+fn row(k: i64, v: &str) -> Vec<Value> {
+    vec![Value::Int64(k), Value::Text(v.into())]
+}
+
+fn get(txn: &mut Transaction, k: i64) -> Option<String> {
+    let key = txn.key("kv", &[Value::Int64(k)]).unwrap();
+    txn.get("kv", &key).unwrap().map(|values| match &values[1] {
+        Value::Text(v) => v.clone(),
+        other => panic!("unexpected {other:?}"),
+    })
+}
+
+fn all(txn: &mut Transaction) -> Vec<(i64, String)> {
+    txn.scan("kv", KeyRange::all())
+        .unwrap()
+        .map(|row| match row.unwrap().values.as_slice() {
+            [Value::Int64(k), Value::Text(v)] => (*k, v.clone()),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_transaction_sees_its_own_writes_and_others_see_them_after_commit() {
+    let (_fs, db) = setup();
+    let mut writer = db.begin(Isolation::ReadCommitted);
+    writer.insert("kv", row(1, "one")).unwrap();
+    writer.insert("kv", row(2, "two")).unwrap();
+    assert_eq!(get(&mut writer, 1).as_deref(), Some("one"));
+    let mut reader = db.begin(Isolation::ReadCommitted);
+    assert_eq!(get(&mut reader, 1), None);
+    writer.commit().unwrap();
+    reader.begin_statement();
+    assert_eq!(all(&mut reader), vec![(1, "one".into()), (2, "two".into())]);
+}
+
+#[test]
+fn repeatable_read_keeps_its_snapshot_and_read_committed_moves_on() {
+    let (_fs, db) = setup();
+    let mut seed = db.begin(Isolation::ReadCommitted);
+    seed.insert("kv", row(1, "old")).unwrap();
+    seed.commit().unwrap();
+
+    let mut rr = db.begin(Isolation::RepeatableRead);
+    let mut rc = db.begin(Isolation::ReadCommitted);
+    assert_eq!(get(&mut rr, 1).as_deref(), Some("old"));
+    assert_eq!(get(&mut rc, 1).as_deref(), Some("old"));
+
+    let mut writer = db.begin(Isolation::ReadCommitted);
+    let key = writer.key("kv", &[Value::Int64(1)]).unwrap();
+    writer.update("kv", &key, row(1, "new")).unwrap();
+    writer.commit().unwrap();
+
+    rr.begin_statement();
+    rc.begin_statement();
+    assert_eq!(get(&mut rr, 1).as_deref(), Some("old"));
+    assert_eq!(get(&mut rc, 1).as_deref(), Some("new"));
+}
+
+#[test]
+fn the_first_committer_wins_a_write_write_conflict() {
+    let (_fs, db) = setup();
+    let mut seed = db.begin(Isolation::ReadCommitted);
+    seed.insert("kv", row(1, "v0")).unwrap();
+    seed.commit().unwrap();
+
+    let mut a = db.begin(Isolation::RepeatableRead);
+    let mut b = db.begin(Isolation::RepeatableRead);
+    let key = a.key("kv", &[Value::Int64(1)]).unwrap();
+    a.update("kv", &key, row(1, "a")).unwrap();
+    b.update("kv", &key, row(1, "b")).unwrap();
+    a.commit().unwrap();
+    let err = b.commit().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SerializationFailure, "{err}");
+
+    let mut check = db.begin(Isolation::ReadCommitted);
+    assert_eq!(get(&mut check, 1).as_deref(), Some("a"));
+}
+
+#[test]
+fn duplicate_keys_are_unique_violations_now_or_at_commit() {
+    let (_fs, db) = setup();
+    let mut first = db.begin(Isolation::ReadCommitted);
+    first.insert("kv", row(1, "x")).unwrap();
+    let err = first.insert("kv", row(1, "y")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UniqueViolation);
+
+    let mut rival = db.begin(Isolation::ReadCommitted);
+    rival.insert("kv", row(1, "z")).unwrap();
+    first.commit().unwrap();
+    let err = rival.commit().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UniqueViolation, "{err}");
+
+    let mut again = db.begin(Isolation::ReadCommitted);
+    assert_eq!(
+        again.insert("kv", row(1, "w")).unwrap_err().kind(),
+        ErrorKind::UniqueViolation
+    );
+}
+
+#[test]
+fn bad_rows_are_refused_with_their_class() {
+    let (_fs, db) = setup();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let null_key = txn
+        .insert("kv", vec![Value::Null, Value::Text("x".into())])
+        .unwrap_err();
+    assert_eq!(null_key.kind(), ErrorKind::NotNullViolation);
+    let wrong_type = txn
+        .insert("kv", vec![Value::Int32(1), Value::Null])
+        .unwrap_err();
+    assert_eq!(wrong_type.kind(), ErrorKind::InvalidInput);
+    let short = txn.insert("kv", vec![Value::Int64(1)]).unwrap_err();
+    assert_eq!(short.kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        txn.insert("nope", row(1, "x")).unwrap_err().kind(),
+        ErrorKind::UndefinedTable
+    );
+}
+
+#[test]
+fn savepoints_undo_writes_and_ddl_after_them() {
+    let (_fs, db) = setup();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.insert("kv", row(1, "kept")).unwrap();
+    txn.savepoint("a");
+    txn.insert("kv", row(2, "undone")).unwrap();
+    let key = txn.key("kv", &[Value::Int64(1)]).unwrap();
+    txn.update("kv", &key, row(1, "changed")).unwrap();
+    txn.create_table("t2", vec![ColumnSpec::new("x", DataType::Bool)], &[])
+        .unwrap();
+    txn.savepoint("b");
+    txn.delete("kv", &key).unwrap();
+    txn.rollback_to("a").unwrap();
+    assert_eq!(all(&mut txn), vec![(1, "kept".into())]);
+    assert!(txn.table("t2").is_err());
+    assert!(
+        txn.rollback_to("b").is_err(),
+        "b went with the rollback to a"
+    );
+    txn.insert("kv", row(3, "after")).unwrap();
+    txn.release("a").unwrap();
+    txn.commit().unwrap();
+    let mut check = db.begin(Isolation::ReadCommitted);
+    assert_eq!(
+        all(&mut check),
+        vec![(1, "kept".into()), (3, "after".into())]
+    );
+}
+
+#[test]
+fn ddl_is_transactional_and_concurrent_alters_conflict() {
+    let (_fs, db) = setup();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.create_table("t", vec![ColumnSpec::new("x", DataType::Int32)], &["x"])
+        .unwrap();
+    txn.insert("t", vec![Value::Int32(5)]).unwrap();
+    let mut other = db.begin(Isolation::ReadCommitted);
+    assert!(other.table("t").is_err(), "uncommitted DDL is private");
+    txn.rollback();
+    assert!(db.catalog().table("t").is_err());
+
+    let mut a = db.begin(Isolation::ReadCommitted);
+    let mut b = db.begin(Isolation::ReadCommitted);
+    let base = a.table("kv").unwrap();
+    let with_a = base
+        .with_column_added(ColumnSpec::new("a", DataType::Bool), Value::Null)
+        .unwrap();
+    let with_b = b
+        .table("kv")
+        .unwrap()
+        .with_column_added(ColumnSpec::new("b", DataType::Bool), Value::Null)
+        .unwrap();
+    a.alter_table(with_a).unwrap();
+    b.alter_table(with_b).unwrap();
+    a.commit().unwrap();
+    assert_eq!(
+        b.commit().unwrap_err().kind(),
+        ErrorKind::SerializationFailure
+    );
+    assert!(db.catalog().table("kv").unwrap().column("a").is_ok());
+}
+
+#[test]
+fn added_columns_read_their_missing_value_but_stored_nulls_stay_null() {
+    let (_fs, db) = setup();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.insert("kv", row(1, "before")).unwrap();
+    txn.commit().unwrap();
+
+    let mut alter = db.begin(Isolation::ReadCommitted);
+    let def = alter.table("kv").unwrap();
+    let spec = ColumnSpec::new("n", DataType::Int32);
+    alter
+        .alter_table(def.with_column_added(spec, Value::Int32(7)).unwrap())
+        .unwrap();
+    alter.commit().unwrap();
+
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.insert(
+        "kv",
+        vec![Value::Int64(2), Value::Text("after".into()), Value::Null],
+    )
+    .unwrap();
+    let rows: Vec<Vec<Value>> = txn
+        .scan("kv", KeyRange::all())
+        .unwrap()
+        .map(|r| r.unwrap().values)
+        .collect();
+    assert_eq!(
+        rows[0][2],
+        Value::Int32(7),
+        "row from before the column existed"
+    );
+    assert_eq!(rows[1][2], Value::Null, "explicit NULL");
+}
+
+#[test]
+fn tables_without_a_key_get_row_ids_that_survive_reopen() {
+    let fs = FaultFs::new();
+    let db = open(&fs);
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.create_table(
+        "log",
+        vec![ColumnSpec::new("msg", DataType::Text { max_chars: None })],
+        &[],
+    )
+    .unwrap();
+    txn.insert("log", vec![Value::Text("a".into())]).unwrap();
+    txn.insert("log", vec![Value::Text("a".into())]).unwrap();
+    txn.commit().unwrap();
+    drop(db);
+
+    let db = open(&fs.crash(CrashMode::DropUnsynced));
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.insert("log", vec![Value::Text("b".into())]).unwrap();
+    let keys: Vec<Vec<Value>> = txn
+        .scan("log", KeyRange::all())
+        .unwrap()
+        .map(|r| txn_key_values(&r.unwrap().key))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            vec![Value::Int64(1)],
+            vec![Value::Int64(2)],
+            vec![Value::Int64(3)]
+        ]
+    );
+}
+
+fn txn_key_values(key: &[u8]) -> Vec<Value> {
+    crate::types::KeyCodec::new(vec![DataType::Int64])
+        .unwrap()
+        .decode(key)
+        .unwrap()
+}
+
+#[test]
+fn committed_data_and_ddl_survive_a_crash_and_uncommitted_data_does_not() {
+    let (fs, db) = setup();
+    let mut committed = db.begin(Isolation::ReadCommitted);
+    committed.insert("kv", row(1, "durable")).unwrap();
+    committed.commit().unwrap();
+    let mut open_txn = db.begin(Isolation::ReadCommitted);
+    open_txn.insert("kv", row(2, "never committed")).unwrap();
+
+    let after = open(&fs.crash(CrashMode::DropUnsynced));
+    let mut txn = after.begin(Isolation::ReadCommitted);
+    assert_eq!(all(&mut txn), vec![(1, "durable".into())]);
+    txn.insert("kv", row(3, "new")).unwrap();
+    txn.commit().unwrap();
+}
