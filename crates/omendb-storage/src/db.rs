@@ -31,12 +31,13 @@ use bytes::Bytes;
 use crate::cache::Cache;
 use crate::catalog::{Catalog, CatalogOp, TableDef, TableId};
 use crate::clock::Clock;
+use crate::compaction;
 use crate::error::{Result, StorageError};
 use crate::io::{FileSystem, OsFs};
 use crate::manifest::{MANIFEST, Manifest};
 use crate::memtable::{Memtable, Write};
 use crate::segment::{Segment, SegmentMeta, SegmentWriter, segment_id, segment_path};
-use crate::txn::{Isolation, PendingWrite, Transaction, WriteKind, decode_checked};
+use crate::txn::{Isolation, PendingWrite, Snapshot, Transaction, WriteKind, decode_checked};
 use crate::types::Value;
 use crate::wal::record::{self, RecordBuilder, WalOp};
 use crate::wal::{self, Lsn, Wal};
@@ -94,9 +95,25 @@ pub(crate) struct View {
     pub frozen: Vec<(Arc<Memtable>, Arc<Seal>)>,
     /// Each table's segments, newest first.
     pub segments: HashMap<TableId, Vec<Arc<Segment>>>,
+    /// Segments deleted whole (retention), by id, with the commit that
+    /// dropped them: snapshots at or after it skip them.
+    pub dropped: HashMap<u64, u64>,
 }
 
 impl View {
+    /// Segments of `table` that a snapshot at `ts` reads, newest first,
+    /// leaving out those dropped by then or by the reader itself.
+    pub(crate) fn live_segments<'v>(
+        &'v self,
+        table: TableId,
+        ts: u64,
+        own_drops: &'v [u64],
+    ) -> impl Iterator<Item = &'v Arc<Segment>> + 'v {
+        self.segments(table).iter().filter(move |s| {
+            self.dropped.get(&s.meta.id).is_none_or(|&at| at > ts)
+                && !own_drops.contains(&s.meta.id)
+        })
+    }
     /// Memtables, newest first.
     pub(crate) fn memtables(&self) -> impl Iterator<Item = &Arc<Memtable>> {
         std::iter::once(&self.memtable).chain(self.frozen.iter().map(|(m, _)| m))
@@ -139,6 +156,13 @@ pub(crate) struct Engine {
     manifest: Mutex<Manifest>,
     /// One flush at a time.
     flushing: Mutex<()>,
+    /// One compaction at a time.
+    compacting: Mutex<()>,
+    /// Live snapshots (timestamp → count), for the compaction horizon.
+    snapshots: Mutex<BTreeMap<u64, usize>>,
+    /// Segments open transactions mean to drop whole (id → count):
+    /// compaction leaves them be.
+    pins: Mutex<HashMap<u64, usize>>,
     /// Wakes the background worker.
     signal: Arc<Signal>,
 }
@@ -242,6 +266,15 @@ impl Database {
         self.engine.flush()
     }
 
+    /// Merges every table's segments into one, now.
+    pub fn compact(&self) -> Result<()> {
+        let tables: Vec<TableId> = self.engine.view().segments.keys().copied().collect();
+        for table in tables {
+            self.engine.compact_table(table, true)?;
+        }
+        Ok(())
+    }
+
     /// The last error of background work (a flush), if any; clears it.
     pub fn take_background_error(&self) -> Option<String> {
         lock(&self.engine.signal.state).error.take()
@@ -264,6 +297,7 @@ impl Engine {
         remove_orphans(fs.as_ref(), &dir, &segment_dir, &wal_dir, &manifest)?;
 
         let memtable = Arc::new(Memtable::new());
+        let mut dropped = HashMap::new();
         let mut catalogs = vec![(0, Arc::new(manifest.catalog.clone()))];
         let mut row_ids = manifest.next_row_ids.clone();
         let mut max_ts = manifest.max_ts;
@@ -285,7 +319,7 @@ impl Engine {
                 ));
             }
             max_ts = record.ts;
-            recover_record(record, &memtable, &mut catalogs, &mut row_ids)
+            recover_record(record, &memtable, &mut catalogs, &mut row_ids, &mut dropped)
         })?;
         let wal = Wal::resume(fs.clone(), wal_dir, replayed.end.file, replayed.end.offset)?;
 
@@ -313,6 +347,7 @@ impl Engine {
                 memtable,
                 frozen: Vec::new(),
                 segments,
+                dropped,
             })),
             catalogs: RwLock::new(catalogs),
             row_ids: Mutex::new(row_ids),
@@ -320,6 +355,9 @@ impl Engine {
             cache,
             manifest: Mutex::new(manifest),
             flushing: Mutex::new(()),
+            compacting: Mutex::new(()),
+            snapshots: Mutex::new(BTreeMap::new()),
+            pins: Mutex::new(HashMap::new()),
             signal: Arc::new(Signal::default()),
         })
     }
@@ -337,23 +375,66 @@ impl Engine {
         self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn set_view(&self, view: View) {
-        *self.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(view);
+    /// Changes the view; read-modify-write under its lock, so freezes,
+    /// flushes and compactions never lose each other's changes.
+    fn update_view(&self, change: impl FnOnce(&mut View)) {
+        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = view.as_ref().clone();
+        change(&mut next);
+        *view = Arc::new(next);
     }
 
-    /// The newest version of `key` at or below `snapshot` in `view`.
+    /// A snapshot of everything visible now, registered until dropped so
+    /// that compaction keeps the versions it sees.
+    pub(crate) fn snapshot(self: &Arc<Self>) -> Snapshot {
+        let ts = {
+            let mut snapshots = lock(&self.snapshots);
+            // Read under the registry lock: a horizon computed concurrently
+            // either counts this snapshot or is at most its timestamp.
+            let ts = self.clock.visible();
+            *snapshots.entry(ts).or_insert(0) += 1;
+            ts
+        };
+        // Taken after the timestamp: the view holds every commit up to it.
+        let view = self.view();
+        let lease = Arc::new(SnapshotLease {
+            engine: self.clone(),
+            ts,
+        });
+        Snapshot {
+            ts,
+            view,
+            catalog: self.catalog_at(ts),
+            _lease: lease,
+        }
+    }
+
+    /// The oldest timestamp a live or future snapshot can read at.
+    fn horizon(&self) -> u64 {
+        let snapshots = lock(&self.snapshots);
+        snapshots
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(u64::MAX)
+            .min(self.clock.visible())
+    }
+
+    /// The newest version of `key` at or below `snapshot` in `view`,
+    /// segments in `own_drops` left out.
     pub(crate) fn read(
         view: &View,
         table: TableId,
         key: &[u8],
         snapshot: u64,
+        own_drops: &[u64],
     ) -> Result<Option<Visible>> {
         for memtable in view.memtables() {
             if let Some(version) = memtable.get(table, key, snapshot) {
                 return Ok(Some(version.row.map_or(Visible::Deleted, Visible::Encoded)));
             }
         }
-        for segment in view.segments(table) {
+        for segment in view.live_segments(table, snapshot, own_drops) {
             if let Some(found) = segment.find(key, snapshot)? {
                 return Ok(Some(if found.deleted {
                     Visible::Deleted
@@ -393,6 +474,9 @@ impl Engine {
         let mut writes = Vec::with_capacity(request.writes.len());
         let (ts, appended, memtable, catalog) = {
             let mut state = lock(&self.commit);
+            // Segment drops validate and apply under the manifest lock, so a
+            // compaction install cannot merge a segment away in between.
+            let _manifest = (!request.drops.is_empty()).then(|| lock(&self.manifest));
             let view = self.view();
             let catalog = self.validate(&view, &request)?;
             let ts = state.next_ts;
@@ -400,6 +484,9 @@ impl Engine {
             let mut builder = RecordBuilder::new(ts);
             for op in request.catalog_ops {
                 builder.catalog(op);
+            }
+            for drop in request.drops {
+                builder.drop_segment(drop.table, drop.segment);
             }
             for (table, key, write) in request.writes {
                 match &write.row {
@@ -416,6 +503,12 @@ impl Engine {
             state.next_ts += 1;
 
             view.memtable.apply(ts, &writes);
+            if !request.drops.is_empty() {
+                self.update_view(|v| {
+                    v.dropped
+                        .extend(request.drops.iter().map(|d| (d.segment, ts)))
+                });
+            }
             if let Some(catalog) = &catalog {
                 self.catalogs
                     .write()
@@ -429,6 +522,9 @@ impl Engine {
             && let Err(error) = self.wal.sync(appended)
         {
             memtable.revert(ts, &writes);
+            if !request.drops.is_empty() {
+                self.update_view(|v| v.dropped.retain(|_, at| *at != ts));
+            }
             if catalog.is_some() {
                 self.catalogs
                     .write()
@@ -492,6 +588,14 @@ impl Engine {
                 table: def.name.clone(),
             });
         }
+        for drop in request.drops {
+            if drop_conflicts(view, drop)? {
+                let name = after
+                    .table_by_id(drop.table)
+                    .map_or_else(String::new, |t| t.name.clone());
+                return Err(StorageError::SerializationFailure { table: name });
+            }
+        }
         Ok(catalog)
     }
 
@@ -519,8 +623,9 @@ impl Engine {
                 std::mem::take(&mut state.flush)
             };
             let result = if flush {
-                self.flush()
+                self.flush().and_then(|()| self.compact_due())
             } else {
+                self.retire_dropped();
                 self.sync_async_commits()
             };
             if let Err(error) = result {
@@ -529,13 +634,18 @@ impl Engine {
         }
     }
 
-    /// Makes commits that did not wait for the WAL durable.
+    /// Makes commits that did not wait for the WAL durable. If that fails,
+    /// acknowledged commits may be lost: no further write is accepted.
     fn sync_async_commits(&self) -> Result<()> {
         if self.options.synchronous_commit {
             return Ok(());
         }
         let end = self.wal.end();
-        self.wal.sync_to(end)
+        self.wal.sync_to(end).inspect_err(|error| {
+            self.wal.poison(format!(
+                "syncing commits that did not wait for the WAL failed: {error}"
+            ));
+        })
     }
 
     /// Freezes the memtable (if it holds anything) and flushes every frozen
@@ -563,11 +673,11 @@ impl Engine {
             next_row_ids: lock(&self.row_ids).clone(),
             wal_file: next_file,
         };
-        let mut next = view.as_ref().clone();
-        next.frozen
-            .insert(0, (view.memtable.clone(), Arc::new(seal)));
-        next.memtable = Arc::new(Memtable::new());
-        self.set_view(next);
+        let frozen = view.memtable.clone();
+        self.update_view(|next| {
+            next.frozen.insert(0, (frozen, Arc::new(seal)));
+            next.memtable = Arc::new(Memtable::new());
+        });
         Ok(())
     }
 
@@ -585,11 +695,7 @@ impl Engine {
                     .count();
             // Rows of tables dropped by the time of the freeze are not kept.
             if let Some(def) = seal.catalog.table_by_id(table) {
-                let id = {
-                    let mut manifest = lock(&self.manifest);
-                    manifest.next_segment_id += 1;
-                    manifest.next_segment_id - 1
-                };
+                let id = self.next_segment_id();
                 let written = self.write_segment(id, def, &versions[start..end]);
                 match written {
                     Ok(meta) => metas.push(meta),
@@ -618,35 +724,198 @@ impl Engine {
             .cloned()
             .chain(manifest.segments.iter().cloned())
             .collect();
+        // Drops the manifest now covers leave it: after a restart nothing
+        // would replay them. The view keeps them for older snapshots.
+        let view = self.view();
+        let gone: Vec<u64> = view
+            .dropped
+            .iter()
+            .filter(|(_, at)| **at <= seal.max_ts)
+            .map(|(id, _)| *id)
+            .collect();
         next.segments
-            .retain(|s| next.catalog.table_by_id(s.table).is_some());
+            .retain(|s| next.catalog.table_by_id(s.table).is_some() && !gone.contains(&s.id));
         next.store(self.fs.as_ref(), &self.dir)?;
         *manifest = next;
 
-        let mut view = self.view().as_ref().clone();
-        view.frozen.retain(|(m, _)| !Arc::ptr_eq(m, memtable));
-        for meta in metas {
-            let segment = Arc::new(Segment::new(
+        self.update_view(|view| {
+            view.frozen.retain(|(m, _)| !Arc::ptr_eq(m, memtable));
+            for meta in metas {
+                let segment = Arc::new(Segment::new(
+                    meta,
+                    &self.segment_dir,
+                    self.fs.clone(),
+                    self.cache.clone(),
+                ));
+                view.segments
+                    .entry(segment.meta.table)
+                    .or_default()
+                    .insert(0, segment);
+            }
+            view.segments.retain(|table, segments| {
+                let keep = seal.catalog.table_by_id(*table).is_some();
+                if !keep {
+                    segments.iter().for_each(|s| s.mark_obsolete());
+                }
+                keep
+            });
+        });
+        for segment in view
+            .segments
+            .values()
+            .flatten()
+            .filter(|s| gone.contains(&s.meta.id))
+        {
+            segment.mark_obsolete();
+        }
+        drop(manifest);
+        self.retire_dropped();
+        self.wal.remove_files_before(seal.wal_file)
+    }
+
+    /// Lets go of dropped segments no snapshot can read any more and that
+    /// the manifest no longer lists.
+    fn retire_dropped(&self) {
+        let horizon = self.horizon();
+        let manifest = lock(&self.manifest);
+        self.update_view(|view| {
+            let retired: Vec<u64> = view
+                .dropped
+                .iter()
+                .filter(|(id, at)| {
+                    **at <= horizon && !manifest.segments.iter().any(|s| s.id == **id)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for segments in view.segments.values_mut() {
+                segments.retain(|s| !retired.contains(&s.meta.id));
+            }
+            view.dropped.retain(|id, _| !retired.contains(id));
+        });
+    }
+
+    /// Compacts `table`: its due run of segments, or all of them when
+    /// `full`. Returns whether it merged anything.
+    pub(crate) fn compact_table(&self, table: TableId, full: bool) -> Result<bool> {
+        let _one = lock(&self.compacting);
+        let view = self.view();
+        // Runs stop before a dropped segment (it leaves whole, not merged)
+        // and before one a transaction means to drop.
+        let pins = lock(&self.pins).clone();
+        let segments: Vec<Arc<Segment>> = view
+            .segments(table)
+            .iter()
+            .take_while(|s| {
+                !view.dropped.contains_key(&s.meta.id) && !pins.contains_key(&s.meta.id)
+            })
+            .cloned()
+            .collect();
+        let bottom = segments.len() == view.segments(table).len();
+        let range = if full {
+            (segments.len() >= 2).then_some(0..segments.len())
+        } else {
+            compaction::pick(&segments)
+        };
+        let Some(range) = range else {
+            return Ok(false);
+        };
+        let Some(def) = self.catalog_at(u64::MAX).table_by_id(table).cloned() else {
+            return Ok(false);
+        };
+        let run = &segments[range.clone()];
+        let id = self.next_segment_id();
+        let writer = SegmentWriter::create(self.fs.as_ref(), &self.segment_dir, id, def.clone())?;
+        let horizon = self.horizon();
+        let bottom = bottom && range.end == segments.len();
+        let merged = compaction::merge(&def, run, horizon, bottom, writer, self.fs.as_ref())?;
+        self.fs
+            .sync_dir(&self.segment_dir)
+            .map_err(|e| StorageError::io(&self.segment_dir, e))?;
+        self.install_compaction(table, run, merged)
+    }
+
+    /// Replaces `run` by `merged` in the manifest and the view.
+    fn install_compaction(
+        &self,
+        table: TableId,
+        run: &[Arc<Segment>],
+        merged: Option<SegmentMeta>,
+    ) -> Result<bool> {
+        let run_ids: Vec<u64> = run.iter().map(|s| s.meta.id).collect();
+        let mut manifest = lock(&self.manifest);
+        let listed: Vec<u64> = manifest
+            .segments
+            .iter()
+            .filter(|s| s.table == table)
+            .map(|s| s.id)
+            .collect();
+        let view = self.view();
+        let pins = lock(&self.pins).clone();
+        let touched = run_ids
+            .iter()
+            .any(|id| view.dropped.contains_key(id) || pins.contains_key(id));
+        if touched
+            || !listed
+                .windows(run_ids.len())
+                .any(|w| w == run_ids.as_slice())
+        {
+            // The table was dropped, or a segment of the run was dropped or
+            // pinned for dropping since the merge began: installing the merge
+            // would bring its rows back.
+            if let Some(meta) = merged {
+                let _ = self.fs.remove(&segment_path(&self.segment_dir, meta.id));
+            }
+            return Ok(false);
+        }
+        let mut next = manifest.clone();
+        next.segments = Vec::with_capacity(manifest.segments.len());
+        for meta in &manifest.segments {
+            if meta.id == run_ids[0] {
+                next.segments.extend(merged.clone());
+            } else if !run_ids.contains(&meta.id) {
+                next.segments.push(meta.clone());
+            }
+        }
+        next.store(self.fs.as_ref(), &self.dir)?;
+        *manifest = next;
+        let merged = merged.map(|meta| {
+            Arc::new(Segment::new(
                 meta,
                 &self.segment_dir,
                 self.fs.clone(),
                 self.cache.clone(),
-            ));
-            view.segments
-                .entry(segment.meta.table)
-                .or_default()
-                .insert(0, segment);
-        }
-        view.segments.retain(|table, segments| {
-            let keep = seal.catalog.table_by_id(*table).is_some();
-            if !keep {
-                segments.iter().for_each(|s| s.mark_obsolete());
-            }
-            keep
+            ))
         });
-        self.set_view(view);
-        drop(manifest);
-        self.wal.remove_files_before(seal.wal_file)
+        self.update_view(|view| {
+            if let Some(segments) = view.segments.get_mut(&table) {
+                let position = segments
+                    .iter()
+                    .position(|s| s.meta.id == run_ids[0])
+                    .unwrap_or(0);
+                segments.retain(|s| !run_ids.contains(&s.meta.id));
+                if let Some(merged) = merged {
+                    segments.insert(position.min(segments.len()), merged);
+                }
+            }
+        });
+        run.iter().for_each(|s| s.mark_obsolete());
+        Ok(true)
+    }
+
+    /// A segment id never used before.
+    fn next_segment_id(&self) -> u64 {
+        let mut manifest = lock(&self.manifest);
+        manifest.next_segment_id += 1;
+        manifest.next_segment_id - 1
+    }
+
+    /// Compacts every table whose segments are due.
+    fn compact_due(&self) -> Result<()> {
+        let tables: Vec<TableId> = self.view().segments.keys().copied().collect();
+        for table in tables {
+            while self.compact_table(table, false)? {}
+        }
+        Ok(())
     }
 
     fn write_segment(
@@ -670,7 +939,10 @@ impl Engine {
 }
 
 /// The commit timestamp of the newest version of `key` and whether it is a
-/// row (not a delete), looking only at data newer than `seen`.
+/// row (not a delete), looking only at data newer than `seen`. A segment
+/// dropped after `seen` deleted, at the drop, the keys it held live (a
+/// dropped segment alone decided its keys, so those are the rows the drop
+/// deleted); its tombstones stay what they were.
 fn newest_version(
     view: &View,
     table: TableId,
@@ -682,18 +954,80 @@ fn newest_version(
             return Ok(Some((version.ts, version.row.is_some())));
         }
     }
-    // Segments are newest first; those entirely at or below `seen` cannot
-    // hold a newer version, nor can any after them.
-    for segment in view
-        .segments(table)
+    let segments = view.segments(table);
+    let drop_since = |s: &Segment| {
+        view.dropped
+            .get(&s.meta.id)
+            .copied()
+            .filter(|&at| at > seen)
+    };
+    // Segments are newest first: once one holds nothing newer than `seen`,
+    // neither do the rest, unless one of them was dropped since.
+    let any_drop = segments.iter().any(|s| drop_since(s).is_some());
+    for segment in segments
         .iter()
-        .take_while(|s| s.meta.max_ts > seen)
+        .take_while(|s| any_drop || s.meta.max_ts > seen)
     {
+        if view
+            .dropped
+            .get(&segment.meta.id)
+            .is_some_and(|&at| at <= seen)
+        {
+            continue;
+        }
         if let Some(found) = segment.find(key, u64::MAX)? {
-            return Ok(Some((found.ts, !found.deleted)));
+            return Ok(Some(match drop_since(segment) {
+                Some(at) if !found.deleted => (at, false),
+                _ => (found.ts, !found.deleted),
+            }));
         }
     }
     Ok(None)
+}
+
+/// Whether dropping a segment whole would silently undo a commit the
+/// dropping transaction did not see: a key whose visible version (at the
+/// drop's snapshot) is a live row of the segment got a newer version since.
+/// Keys written since that the segment does not decide (new inserts, rows
+/// already deleted) are no conflict, as for a per-row DELETE.
+fn drop_conflicts(view: &View, drop: &SegmentDrop) -> Result<bool> {
+    let segments = view.segments(drop.table);
+    let Some(position) = segments.iter().position(|s| s.meta.id == drop.segment) else {
+        // Pinned segments are never compacted, so this is defensive only.
+        return Ok(true);
+    };
+    let segment = &segments[position];
+    let (low, high) = (&segment.meta.min_key, &segment.meta.max_key);
+    let newer = &segments[..position];
+    // Another transaction's drop of the same segment is a newer write too.
+    let touched = view.dropped.contains_key(&drop.segment)
+        || view
+            .memtables()
+            .any(|m| m.any_version(drop.table, low, high, |ts| ts > drop.read_ts))
+        || newer.iter().any(|s| {
+            s.meta.max_ts > drop.read_ts && s.meta.min_key <= *high && *low <= s.meta.max_key
+        });
+    if !touched {
+        return Ok(false);
+    }
+    let mut batches = segment.scan_keys()?;
+    while let Some(key) = batches.next_key()? {
+        let Some((ts, _)) = newest_version(view, drop.table, &key, drop.read_ts)? else {
+            continue;
+        };
+        if ts <= drop.read_ts {
+            continue;
+        }
+        // Someone wrote `key` since: a conflict if the segment decided it.
+        let decided = match Engine::read(view, drop.table, &key, drop.read_ts, &[])? {
+            Some(Visible::Segment(s, _)) => s.meta.id == drop.segment,
+            _ => false,
+        };
+        if decided {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Deletes what a crash can leave behind: a half-written manifest, segment
@@ -737,6 +1071,7 @@ fn recover_record(
     memtable: &Memtable,
     catalogs: &mut Vec<(u64, Arc<Catalog>)>,
     row_ids: &mut BTreeMap<TableId, i64>,
+    dropped: &mut HashMap<u64, u64>,
 ) -> Result<()> {
     let mut writes = Vec::new();
     let mut catalog: Option<Catalog> = None;
@@ -764,6 +1099,9 @@ fn recover_record(
                 key,
                 row: None,
             }),
+            WalOp::DropSegment { segment, .. } => {
+                dropped.insert(segment, record.ts);
+            }
         }
     }
     memtable.apply(record.ts, &writes);
@@ -796,12 +1134,77 @@ fn note_row_id(
     }
 }
 
+/// Keeps segments from compaction while a transaction means to drop them.
+#[derive(Debug)]
+pub(crate) struct SegmentPins {
+    engine: Arc<Engine>,
+    segments: Vec<u64>,
+}
+
+impl SegmentPins {
+    pub(crate) fn new(engine: &Arc<Engine>, segments: Vec<u64>) -> SegmentPins {
+        let mut pins = lock(&engine.pins);
+        for id in &segments {
+            *pins.entry(*id).or_insert(0) += 1;
+        }
+        SegmentPins {
+            engine: engine.clone(),
+            segments,
+        }
+    }
+}
+
+impl Drop for SegmentPins {
+    fn drop(&mut self) {
+        let mut pins = lock(&self.engine.pins);
+        for id in &self.segments {
+            if let Some(count) = pins.get_mut(id) {
+                *count -= 1;
+                if *count == 0 {
+                    pins.remove(id);
+                }
+            }
+        }
+    }
+}
+
+/// Keeps a snapshot's timestamp registered while anything uses it.
+#[derive(Debug)]
+pub(crate) struct SnapshotLease {
+    engine: Arc<Engine>,
+    ts: u64,
+}
+
+impl Drop for SnapshotLease {
+    fn drop(&mut self) {
+        let mut snapshots = lock(&self.engine.snapshots);
+        if let Some(count) = snapshots.get_mut(&self.ts) {
+            *count -= 1;
+            if *count == 0 {
+                snapshots.remove(&self.ts);
+            }
+        }
+    }
+}
+
 /// What a committing transaction hands to the engine.
 pub(crate) struct CommitRequest<'a> {
     /// The catalog the transaction's DDL started from.
     pub base_catalog: &'a Catalog,
     pub catalog_ops: &'a [CatalogOp],
     pub writes: &'a [(TableId, Bytes, PendingWrite)],
+    pub drops: &'a [SegmentDrop],
+}
+
+/// A segment a transaction deletes whole.
+#[derive(Clone, Debug)]
+pub(crate) struct SegmentDrop {
+    pub table: TableId,
+    pub segment: u64,
+    /// The snapshot the drop was decided on.
+    pub read_ts: u64,
+    /// The segment itself: its live rows at `read_ts` are what it deletes.
+    pub source: Arc<Segment>,
 }
 
 /// The unique-violation error for `key` in `def`, with the key spelled out.

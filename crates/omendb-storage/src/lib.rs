@@ -18,6 +18,7 @@
 mod cache;
 mod catalog;
 mod clock;
+mod compaction;
 mod db;
 mod error;
 mod index;

@@ -115,6 +115,26 @@ impl Memtable {
         })
     }
 
+    /// Whether some version of a key of `table` in `from..=to` has a
+    /// commit timestamp for which `at` holds.
+    pub(crate) fn any_version(
+        &self,
+        table: TableId,
+        from: &[u8],
+        to: &[u8],
+        at: impl Fn(u64) -> bool,
+    ) -> bool {
+        let start = VersionKey {
+            table,
+            key: Bytes::copy_from_slice(from),
+            ts: Reverse(u64::MAX),
+        };
+        let map = self.read();
+        map.range(start..)
+            .take_while(|(v, _)| v.table == table && v.key.as_ref() <= to)
+            .any(|(v, _)| at(v.ts.0))
+    }
+
     /// Up to `limit` keys of `table` in key order from `from` (and before
     /// `to`), each with its newest version at or below `snapshot`;
     /// tombstones included, since they hide older rows elsewhere.

@@ -22,13 +22,14 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch};
-use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef, UInt64Type};
+use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use bytes::Bytes;
 
 use crate::catalog::{ColumnDef, TableDef, TableId};
+use crate::db::SegmentDrop;
 use crate::error::{Result, StorageError};
 use crate::memtable::{Memtable, Version};
-use crate::segment::{DELETED, KEY, SYSTEM_COLUMNS, Segment, SegmentBatches, TS, Zone};
+use crate::segment::{RowCursor, SYSTEM_COLUMNS, Segment, Zone};
 use crate::txn::{PendingWrite, Row, Snapshot, decode_checked};
 use crate::types::{ColumnBuilder, DataType, KeyCodec, Value, compare, value_at};
 
@@ -242,69 +243,34 @@ impl MemtableCursor {
 /// snapshot is the visible one and the rest of that key is skipped.
 #[derive(Debug)]
 struct SegmentCursor {
-    batches: SegmentBatches,
-    batch: Option<RecordBatch>,
-    /// Counts loaded batches, to tell them apart in the output.
-    generation: u64,
-    row: usize,
+    rows: RowCursor,
     snapshot: u64,
 }
 
 impl SegmentCursor {
-    /// Makes `row` a valid row of `batch`, loading batches as needed.
-    fn load(&mut self) -> Result<bool> {
-        while self.batch.as_ref().is_none_or(|b| self.row >= b.num_rows()) {
-            match self.batches.next().transpose()? {
-                Some(batch) => {
-                    self.batch = Some(batch);
-                    self.row = 0;
-                    self.generation += 1;
-                }
-                None => {
-                    self.batch = None;
-                    return Ok(false);
-                }
-            }
-        }
-        Ok(true)
-    }
-
     /// Moves to the next visible version; false when the segment is done.
     fn settle(&mut self) -> Result<bool> {
-        while self.load()? {
-            let batch = self
-                .batch
-                .as_ref()
-                .ok_or_else(|| StorageError::internal("segment cursor lost its batch"))?;
-            if batch
-                .column(TS)
-                .as_primitive::<UInt64Type>()
-                .value(self.row)
-                <= self.snapshot
-            {
+        while self.rows.valid()? {
+            if self.rows.ts().is_some_and(|ts| ts <= self.snapshot) {
                 return Ok(true);
             }
-            self.row += 1;
+            self.rows.advance();
         }
         Ok(false)
     }
 
     fn key(&self) -> Option<&[u8]> {
-        self.batch
-            .as_ref()
-            .map(|b| b.column(KEY).as_binary::<i32>().value(self.row))
+        self.rows.key()
     }
 
     fn deleted(&self) -> bool {
-        self.batch
-            .as_ref()
-            .is_some_and(|b| b.column(DELETED).as_boolean().value(self.row))
+        self.rows.deleted()
     }
 
     /// Moves past every remaining version of `key`.
     fn skip(&mut self, key: &[u8]) -> Result<()> {
-        while self.load()? && self.key() == Some(key) {
-            self.row += 1;
+        while self.rows.valid()? && self.rows.key() == Some(key) {
+            self.rows.advance();
         }
         Ok(())
     }
@@ -334,6 +300,10 @@ pub struct BatchScan<'t> {
     own: std::iter::Peekable<btree_map::Range<'t, (TableId, Bytes), PendingWrite>>,
     memtables: Vec<MemtableCursor>,
     segments: Vec<SegmentCursor>,
+    /// Segments this transaction drops: their live rows read as deleted.
+    hiding: Vec<SegmentCursor>,
+    /// The id of each segment cursor's segment.
+    segment_ids: Vec<u64>,
     batch_rows: usize,
     done: bool,
 }
@@ -344,6 +314,7 @@ impl<'t> BatchScan<'t> {
         own: &'t std::collections::BTreeMap<(TableId, Bytes), PendingWrite>,
         snapshot: Snapshot,
         request: &ScanRequest,
+        own_drops: &[SegmentDrop],
     ) -> Result<BatchScan<'t>> {
         let table = def.id;
         let projection = match &request.columns {
@@ -399,28 +370,34 @@ impl<'t> BatchScan<'t> {
             .map(|p| def.column(&p.column).map(|c| (c.clone(), p.clone())))
             .collect::<Result<Vec<(ColumnDef, Predicate)>>>()?;
         let columns: Vec<_> = projection.iter().map(|&i| def.columns[i].id).collect();
+        let own_ids: Vec<u64> = own_drops.iter().map(|d| d.segment).collect();
         let overlapping: Vec<Arc<Segment>> = snapshot
             .view
-            .segments
-            .get(&table)
-            .into_iter()
-            .flatten()
+            .live_segments(table, snapshot.ts, &own_ids)
             .filter(|s| {
                 !done && before_end(&s.meta.min_key, &to) && after_start(&s.meta.max_key, &from)
             })
             .cloned()
             .collect();
+        let segment_ids = overlapping.iter().map(|s| s.meta.id).collect();
         let mut segments = Vec::with_capacity(overlapping.len());
         for (i, segment) in overlapping.iter().enumerate() {
             let older = &overlapping[i + 1..];
             let prune = |s: &Segment, group: usize| prunable(s, group, &predicates, older);
             let batches = segment.scan(&def, &columns, &from, &prune)?;
             segments.push(SegmentCursor {
-                batches,
-                batch: None,
-                generation: 0,
-                row: 0,
+                rows: RowCursor::new(batches),
                 snapshot: snapshot.ts,
+            });
+        }
+        // Segments this transaction drops hide the rows they held live at
+        // the drop, even from newer versions committed since.
+        let mut hiding = Vec::new();
+        for drop in own_drops.iter().filter(|d| d.table == table) {
+            let batches = drop.source.scan(&def, &[], &from, &|_, _| false)?;
+            hiding.push(SegmentCursor {
+                rows: RowCursor::new(batches),
+                snapshot: drop.read_ts,
             });
         }
         Ok(BatchScan {
@@ -433,6 +410,8 @@ impl<'t> BatchScan<'t> {
             own: own.peekable(),
             memtables,
             segments,
+            hiding,
+            segment_ids,
             batch_rows: request.batch_rows.max(1),
             done,
         })
@@ -455,7 +434,7 @@ impl<'t> BatchScan<'t> {
                     smallest = Some(version.key.clone());
                 }
             }
-            for cursor in &mut self.segments {
+            for cursor in self.segments.iter_mut().chain(&mut self.hiding) {
                 if cursor.settle()?
                     && let Some(key) = cursor.key()
                     && smallest.as_deref().is_none_or(|s| key < s)
@@ -473,6 +452,14 @@ impl<'t> BatchScan<'t> {
             {
                 decided = Some(write.row.clone().map(Pick::Encoded));
             }
+            for cursor in &mut self.hiding {
+                if cursor.key() == Some(key.as_ref()) {
+                    if !cursor.deleted() {
+                        decided.get_or_insert(None);
+                    }
+                    cursor.skip(&key)?;
+                }
+            }
             for cursor in &mut self.memtables {
                 if cursor.peek().is_some_and(|v| v.key == key)
                     && let Some(version) = cursor.buffer.pop_front()
@@ -485,12 +472,12 @@ impl<'t> BatchScan<'t> {
                     continue;
                 }
                 if decided.is_none() {
-                    let pick = match &cursor.batch {
+                    let pick = match cursor.rows.batch() {
                         Some(batch) if !cursor.deleted() => Some(Pick::Segment {
                             cursor: i,
-                            generation: cursor.generation,
+                            generation: cursor.rows.generation(),
                             batch: batch.clone(),
-                            row: cursor.row,
+                            row: cursor.rows.row(),
                         }),
                         _ => None,
                     };
@@ -503,6 +490,21 @@ impl<'t> BatchScan<'t> {
                 return Ok(Some((key, decided.flatten())));
             }
         }
+    }
+
+    /// The next live key and, if a segment decided it, that segment's id;
+    /// without decoding any value.
+    pub(crate) fn next_live_key(&mut self) -> Result<Option<(Bytes, Option<u64>)>> {
+        while let Some((key, pick)) = self.next_key()? {
+            match pick {
+                Some(Pick::Encoded(_)) => return Ok(Some((key, None))),
+                Some(Pick::Segment { cursor, .. }) => {
+                    return Ok(Some((key, Some(self.segment_ids[cursor]))));
+                }
+                None => {}
+            }
+        }
+        Ok(None)
     }
 
     /// Builds the next output batch.

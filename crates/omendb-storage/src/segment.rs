@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-pub(crate) use reader::{Segment, SegmentBatches, Zone};
+pub(crate) use reader::{RowCursor, Segment, Zone};
 pub(crate) use writer::SegmentWriter;
 
 use crate::catalog::{ColumnId, TableId};

@@ -15,9 +15,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::catalog::{Catalog, CatalogOp, ColumnSpec, TableDef, TableId};
-use crate::db::{CommitRequest, Engine, View, Visible, unique_violation};
+use crate::db::{
+    CommitRequest, Engine, SegmentDrop, SegmentPins, SnapshotLease, View, Visible, unique_violation,
+};
 use crate::error::{Result, StorageError};
 use crate::scan::{BatchScan, KeyRange, RowScan, ScanRequest};
+use crate::segment::Segment;
 use crate::types::{Value, decode_row, encode_row};
 
 /// Isolation levels. PostgreSQL's SERIALIZABLE is the SQL layer's to map.
@@ -61,6 +64,8 @@ pub(crate) struct Snapshot {
     pub ts: u64,
     pub view: Arc<View>,
     pub catalog: Arc<Catalog>,
+    /// Keeps `ts` registered, so compaction keeps what it reads.
+    pub _lease: Arc<SnapshotLease>,
 }
 
 #[derive(Debug)]
@@ -74,6 +79,9 @@ enum Undo {
         ops: usize,
         catalog: Option<Arc<Catalog>>,
     },
+    Drops {
+        len: usize,
+    },
 }
 
 /// A transaction. Dropping it without commit rolls it back.
@@ -86,6 +94,15 @@ pub struct Transaction {
     catalog: Option<Arc<Catalog>>,
     catalog_ops: Vec<CatalogOp>,
     writes: BTreeMap<(TableId, Bytes), PendingWrite>,
+    /// The snapshot of the first write stays registered until the end:
+    /// compaction then keeps every version newer than any write's
+    /// snapshot, which the commit's conflict check needs (under READ
+    /// COMMITTED the statement's own snapshot is long gone by then).
+    write_lease: Option<Arc<SnapshotLease>>,
+    /// Segments deleted whole by this transaction, and the pins that keep
+    /// compaction off them until it ends.
+    drops: Vec<SegmentDrop>,
+    pins: Vec<SegmentPins>,
     undo: Vec<Undo>,
     savepoints: Vec<(String, usize)>,
 }
@@ -99,6 +116,9 @@ impl Transaction {
             catalog: None,
             catalog_ops: Vec::new(),
             writes: BTreeMap::new(),
+            write_lease: None,
+            drops: Vec::new(),
+            pins: Vec::new(),
             undo: Vec::new(),
             savepoints: Vec::new(),
         }
@@ -117,16 +137,8 @@ impl Transaction {
     }
 
     fn snapshot(&mut self) -> &Snapshot {
-        self.snapshot.get_or_insert_with(|| {
-            let ts = self.engine.clock.visible();
-            // Taken after the timestamp: the view holds every commit up to it.
-            let view = self.engine.view();
-            Snapshot {
-                ts,
-                view,
-                catalog: self.engine.catalog_at(ts),
-            }
-        })
+        let engine = &self.engine;
+        self.snapshot.get_or_insert_with(|| engine.snapshot())
     }
 
     /// The catalog this transaction sees: its snapshot's plus its own DDL.
@@ -195,7 +207,7 @@ impl Transaction {
         if self.exists(&def, &key)? {
             return Err(unique_violation(&def, &key));
         }
-        self.write(def.id, key, Some(encoded), WriteKind::Insert);
+        self.write(def.id, key, Some(encoded), WriteKind::Insert)?;
         Ok(())
     }
 
@@ -209,7 +221,7 @@ impl Transaction {
         }
         let encoded = encode_checked(&def, &row)?;
         let key = key_of(&def, &row)?;
-        self.write(def.id, key, Some(encoded), WriteKind::Overwrite);
+        self.write(def.id, key, Some(encoded), WriteKind::Overwrite)?;
         Ok(())
     }
 
@@ -228,7 +240,7 @@ impl Transaction {
             Bytes::copy_from_slice(key),
             Some(encoded),
             WriteKind::Overwrite,
-        );
+        )?;
         Ok(())
     }
 
@@ -238,7 +250,7 @@ impl Transaction {
         let key = Bytes::copy_from_slice(key);
         let existed = self.exists(&def, &key)?;
         if existed {
-            self.write(def.id, key, None, WriteKind::Overwrite);
+            self.write(def.id, key, None, WriteKind::Overwrite)?;
         }
         Ok(existed)
     }
@@ -274,7 +286,108 @@ impl Transaction {
     pub fn scan_batches(&mut self, table: &str, request: &ScanRequest) -> Result<BatchScan<'_>> {
         let def = self.table(table)?;
         let snapshot = self.snapshot().clone();
-        BatchScan::new(def, &self.writes, snapshot, request)
+        let own_drops = self.own_drops(def.id);
+        BatchScan::new(def, &self.writes, snapshot, request, &own_drops)
+    }
+
+    /// The segments of `table` this transaction drops whole.
+    fn own_drops(&self, table: TableId) -> Vec<SegmentDrop> {
+        self.drops
+            .iter()
+            .filter(|d| d.table == table)
+            .cloned()
+            .collect()
+    }
+
+    /// Deletes every row of `table` in `range`, as this transaction sees
+    /// them; returns how many. Cold segments wholly inside the range are
+    /// dropped whole at commit instead of getting a tombstone per row:
+    /// time-series retention (`DELETE ... WHERE ts < cutoff`) costs one WAL
+    /// entry per segment. A segment is dropped whole only if, at this
+    /// snapshot, nothing newer covers any of its keys (so it alone decides
+    /// them) and nothing older lies under them (its tombstones go with it);
+    /// its live rows then are exactly the rows the drop deletes.
+    pub fn delete_range(&mut self, table: &str, range: KeyRange) -> Result<u64> {
+        let def = self.table(table)?;
+        let Some((from, to)) = range.encode(def.key_codec())? else {
+            return Ok(0);
+        };
+        let snapshot = self.snapshot().clone();
+        let own_drops = self.own_drops(def.id);
+        let own_ids: Vec<u64> = own_drops.iter().map(|d| d.segment).collect();
+        let live: Vec<&Arc<Segment>> = snapshot
+            .view
+            .live_segments(def.id, snapshot.ts, &own_ids)
+            .collect();
+        let overlaps = |a: &Segment, b: &Segment| {
+            a.meta.min_key <= b.meta.max_key && b.meta.min_key <= a.meta.max_key
+        };
+        // Oldest first, so that `whole` already holds the older candidates.
+        let mut whole: Vec<Arc<Segment>> = Vec::new();
+        for (i, segment) in live.iter().enumerate().rev() {
+            let meta = &segment.meta;
+            let inside =
+                meta.max_ts <= snapshot.ts && within(&meta.min_key, &meta.max_key, &from, &to);
+            let bare = live[i + 1..].iter().all(|older| {
+                whole.iter().any(|w| Arc::ptr_eq(w, older)) || !overlaps(older, segment)
+            });
+            let cold = live[..i].iter().all(|newer| !overlaps(newer, segment))
+                && !snapshot.view.memtables().any(|m| {
+                    m.any_version(def.id, &meta.min_key, &meta.max_key, |ts| ts <= snapshot.ts)
+                });
+            if inside && bare && cold {
+                whole.push((*segment).clone());
+            }
+        }
+        // An old snapshot can show segments compaction has merged since: pin
+        // first, then keep those still current (compaction skips pinned
+        // ones from now on); the rest get tombstones like any other rows.
+        let pins = SegmentPins::new(&self.engine, whole.iter().map(|s| s.meta.id).collect());
+        let current = self.engine.view();
+        whole.retain(|s| {
+            current.segments(def.id).iter().any(|c| Arc::ptr_eq(c, s))
+                && !current.dropped.contains_key(&s.meta.id)
+        });
+        let request = ScanRequest {
+            range,
+            columns: Some(Vec::new()),
+            ..ScanRequest::default()
+        };
+        let mut deleted = 0;
+        let mut tombstones = Vec::new();
+        let mut scan = BatchScan::new(
+            def.clone(),
+            &self.writes,
+            snapshot.clone(),
+            &request,
+            &own_drops,
+        )?;
+        while let Some((key, segment)) = scan.next_live_key()? {
+            deleted += 1;
+            if !segment.is_some_and(|id| whole.iter().any(|w| w.meta.id == id)) {
+                tombstones.push(key);
+            }
+        }
+        drop(scan);
+        for key in tombstones {
+            self.write(def.id, key, None, WriteKind::Overwrite)?;
+        }
+        if !whole.is_empty() {
+            self.pins.push(pins);
+            self.undo.push(Undo::Drops {
+                len: self.drops.len(),
+            });
+            let (read_ts, lease) = (snapshot.ts, snapshot._lease.clone());
+            self.write_lease.get_or_insert(lease);
+            self.drops
+                .extend(whole.into_iter().map(|source| SegmentDrop {
+                    table: def.id,
+                    segment: source.meta.id,
+                    read_ts,
+                    source,
+                }));
+        }
+        Ok(deleted)
     }
 
     /// Where the row under `key` lives for this transaction: own writes
@@ -285,8 +398,20 @@ impl Transaction {
                 write.row.clone().map_or(Visible::Deleted, Visible::Encoded),
             ));
         }
+        // Rows this transaction's segment drops decided stay deleted for it,
+        // whatever committed since (the commit then fails on the conflict).
+        for drop in self.drops.iter().filter(|d| d.table == def.id) {
+            if drop
+                .source
+                .find(key, drop.read_ts)?
+                .is_some_and(|found| !found.deleted)
+            {
+                return Ok(Some(Visible::Deleted));
+            }
+        }
+        let own_ids: Vec<u64> = self.drops.iter().map(|d| d.segment).collect();
         let snapshot = self.snapshot();
-        Engine::read(&snapshot.view, def.id, key, snapshot.ts)
+        Engine::read(&snapshot.view, def.id, key, snapshot.ts, &own_ids)
     }
 
     fn exists(&mut self, def: &TableDef, key: &[u8]) -> Result<bool> {
@@ -296,15 +421,29 @@ impl Transaction {
         ))
     }
 
-    fn write(&mut self, table: TableId, key: Bytes, row: Option<Bytes>, kind: WriteKind) {
-        let read_ts = self.snapshot().ts;
+    fn write(
+        &mut self,
+        table: TableId,
+        key: Bytes,
+        row: Option<Bytes>,
+        kind: WriteKind,
+    ) -> Result<()> {
+        let snapshot = self.snapshot();
+        let (read_ts, lease) = (snapshot.ts, snapshot._lease.clone());
+        self.write_lease.get_or_insert(lease);
         let slot = (table, key.clone());
         let previous = self.writes.get(&slot).cloned();
-        // A key written twice keeps its first kind and snapshot: the
-        // conflict check then covers the whole transaction.
-        let (kind, read_ts) = previous
-            .as_ref()
-            .map_or((kind, read_ts), |p| (p.kind, p.read_ts));
+        // A key written twice keeps its first kind and snapshot, and a key
+        // one of this transaction's segment drops deleted counts that
+        // delete as its first write: the conflict check then covers the
+        // whole transaction.
+        let first = match &previous {
+            Some(p) => Some((p.kind, p.read_ts)),
+            None => self
+                .dropped_by_own(table, &key)?
+                .map(|at| (WriteKind::Overwrite, at)),
+        };
+        let (kind, read_ts) = first.unwrap_or((kind, read_ts));
         self.writes
             .insert(slot, PendingWrite { row, kind, read_ts });
         self.undo.push(Undo::Write {
@@ -312,6 +451,21 @@ impl Transaction {
             key,
             previous,
         });
+        Ok(())
+    }
+
+    /// The snapshot of the own segment drop that deleted `key`, if one did.
+    fn dropped_by_own(&self, table: TableId, key: &[u8]) -> Result<Option<u64>> {
+        for drop in self.drops.iter().filter(|d| d.table == table) {
+            if drop
+                .source
+                .find(key, drop.read_ts)?
+                .is_some_and(|found| !found.deleted)
+            {
+                return Ok(Some(drop.read_ts));
+            }
+        }
+        Ok(None)
     }
 
     /// Sets a savepoint (a later one with the same name hides this one).
@@ -342,6 +496,7 @@ impl Transaction {
                     self.catalog_ops.truncate(ops);
                     self.catalog = catalog;
                 }
+                Some(Undo::Drops { len }) => self.drops.truncate(len),
                 None => break,
             }
         }
@@ -365,7 +520,7 @@ impl Transaction {
     /// Commits; returns the commit timestamp (the snapshot's for a
     /// transaction that wrote nothing).
     pub fn commit(mut self) -> Result<u64> {
-        if self.writes.is_empty() && self.catalog_ops.is_empty() {
+        if self.writes.is_empty() && self.catalog_ops.is_empty() && self.drops.is_empty() {
             return Ok(self.snapshot.as_ref().map_or(0, |s| s.ts));
         }
         let base_catalog = self.snapshot().catalog.clone();
@@ -373,7 +528,9 @@ impl Transaction {
             .into_iter()
             .map(|((t, k), w)| (t, k, w))
             .collect();
+        let drops = std::mem::take(&mut self.drops);
         let request = CommitRequest {
+            drops: &drops,
             base_catalog: &base_catalog,
             catalog_ops: &self.catalog_ops,
             writes: &writes,
@@ -383,6 +540,27 @@ impl Transaction {
 
     /// Discards the transaction's writes.
     pub fn rollback(self) {}
+}
+
+/// Whether the keys `min..=max` all lie within `from..to`.
+fn within(
+    min: &[u8],
+    max: &[u8],
+    from: &std::ops::Bound<Vec<u8>>,
+    to: &std::ops::Bound<Vec<u8>>,
+) -> bool {
+    use std::ops::Bound;
+    let start_ok = match from {
+        Bound::Included(f) => min >= f.as_slice(),
+        Bound::Excluded(f) => min > f.as_slice(),
+        Bound::Unbounded => true,
+    };
+    let end_ok = match to {
+        Bound::Included(t) => max <= t.as_slice(),
+        Bound::Excluded(t) => max < t.as_slice(),
+        Bound::Unbounded => true,
+    };
+    start_ok && end_ok
 }
 
 /// Checks a row against its table and encodes it.

@@ -494,6 +494,43 @@ impl Segment {
             .and_then(|s| Some((s.min_bytes_opt()?.to_vec(), s.max_bytes_opt()?.to_vec()))))
     }
 
+    /// The distinct keys of the segment, in order; reads only the system
+    /// columns.
+    pub(crate) fn scan_keys(self: &Arc<Self>) -> Result<KeyScan> {
+        let opened = self.opened()?;
+        let fields: Vec<FieldRef> = vec![
+            Arc::new(Field::new(
+                super::KEY_COLUMN,
+                arrow::datatypes::DataType::Binary,
+                false,
+            )),
+            Arc::new(Field::new(
+                super::TS_COLUMN,
+                arrow::datatypes::DataType::UInt64,
+                false,
+            )),
+            Arc::new(Field::new(
+                super::DELETED_COLUMN,
+                arrow::datatypes::DataType::Boolean,
+                false,
+            )),
+        ];
+        let groups = opened.row_group_starts.len() - 1;
+        let batches = SegmentBatches {
+            segment: self.clone(),
+            opened,
+            next_group: 0,
+            skip: 0,
+            defs: Vec::new(),
+            schema: Arc::new(Schema::new(fields)),
+            skipped: vec![false; groups],
+        };
+        Ok(KeyScan {
+            rows: RowCursor::new(batches),
+            last: None,
+        })
+    }
+
     /// All table columns of `row`, for point reads.
     pub(crate) fn row(&self, def: &TableDef, row: usize) -> Result<Vec<Value>> {
         let opened = self.opened()?;
@@ -593,6 +630,103 @@ impl SegmentBatches {
         }
         RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| self.segment.corrupt(e.to_string()))
+    }
+}
+
+/// A segment's rows one by one, decoding a row group at a time.
+#[derive(Debug)]
+pub(crate) struct RowCursor {
+    batches: SegmentBatches,
+    batch: Option<RecordBatch>,
+    row: usize,
+    /// Counts loaded batches, to tell them apart.
+    generation: u64,
+}
+
+impl RowCursor {
+    pub(crate) fn new(batches: SegmentBatches) -> RowCursor {
+        RowCursor {
+            batches,
+            batch: None,
+            row: 0,
+            generation: 0,
+        }
+    }
+
+    /// Whether there is a current row, loading the next batch if needed.
+    pub(crate) fn valid(&mut self) -> Result<bool> {
+        while self.batch.as_ref().is_none_or(|b| self.row >= b.num_rows()) {
+            match self.batches.next().transpose()? {
+                Some(batch) => {
+                    self.batch = Some(batch);
+                    self.row = 0;
+                    self.generation += 1;
+                }
+                None => {
+                    self.batch = None;
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// The batch holding the current row (after `valid`).
+    pub(crate) fn batch(&self) -> Option<&RecordBatch> {
+        self.batch.as_ref()
+    }
+
+    pub(crate) fn row(&self) -> usize {
+        self.row
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub(crate) fn advance(&mut self) {
+        self.row += 1;
+    }
+
+    pub(crate) fn key(&self) -> Option<&[u8]> {
+        self.batch
+            .as_ref()
+            .map(|b| b.column(KEY).as_binary::<i32>().value(self.row))
+    }
+
+    pub(crate) fn ts(&self) -> Option<u64> {
+        self.batch
+            .as_ref()
+            .map(|b| b.column(TS).as_primitive::<UInt64Type>().value(self.row))
+    }
+
+    pub(crate) fn deleted(&self) -> bool {
+        self.batch
+            .as_ref()
+            .is_some_and(|b| b.column(DELETED).as_boolean().value(self.row))
+    }
+}
+
+/// The distinct keys of a segment, in order.
+#[derive(Debug)]
+pub(crate) struct KeyScan {
+    rows: RowCursor,
+    last: Option<Bytes>,
+}
+
+impl KeyScan {
+    pub(crate) fn next_key(&mut self) -> Result<Option<Bytes>> {
+        while self.rows.valid()? {
+            let key = self.rows.key().unwrap_or_default();
+            if self.last.as_deref() != Some(key) {
+                let key = Bytes::copy_from_slice(key);
+                self.rows.advance();
+                self.last = Some(key.clone());
+                return Ok(Some(key));
+            }
+            self.rows.advance();
+        }
+        Ok(None)
     }
 }
 

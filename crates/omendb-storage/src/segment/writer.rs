@@ -182,6 +182,16 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// Whether no version was pushed.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The file being written.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn write_batch(&mut self) -> Result<()> {
         if self.buffered == 0 {
             return Ok(());

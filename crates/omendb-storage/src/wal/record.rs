@@ -6,6 +6,7 @@
 //! op      := 1 catalog-op                       (catalog/codec.rs)
 //!          | 2 varint(table) bytes(key) bytes(row)   put (insert or update)
 //!          | 3 varint(table) bytes(key)              delete
+//!          | 4 varint(table) varint(segment)         drop a whole segment
 //! bytes   := varint(len) len bytes
 //! ```
 
@@ -18,6 +19,7 @@ const COMMIT: u8 = 1;
 const CATALOG: u8 = 1;
 const PUT: u8 = 2;
 const DELETE: u8 = 3;
+const DROP_SEGMENT: u8 = 4;
 
 /// One operation of a committed transaction.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,6 +34,11 @@ pub(crate) enum WalOp {
     Delete {
         table: TableId,
         key: Bytes,
+    },
+    /// Every row of the segment is deleted (time-series retention).
+    DropSegment {
+        table: TableId,
+        segment: u64,
     },
 }
 
@@ -68,6 +75,13 @@ impl RecordBuilder {
         put_varint(&mut self.out, table);
         put_bytes(&mut self.out, key);
         put_bytes(&mut self.out, row);
+        self.count += 1;
+    }
+
+    pub(crate) fn drop_segment(&mut self, table: TableId, segment: u64) {
+        self.out.push(DROP_SEGMENT);
+        put_varint(&mut self.out, table);
+        put_varint(&mut self.out, segment);
         self.count += 1;
     }
 
@@ -115,6 +129,10 @@ pub(crate) fn decode(payload: &[u8]) -> Result<CommitRecord, String> {
                 table: reader.varint()?,
                 key: Bytes::copy_from_slice(reader.bytes()?),
             },
+            DROP_SEGMENT => WalOp::DropSegment {
+                table: reader.varint()?,
+                segment: reader.varint()?,
+            },
             other => return Err(format!("unknown operation {other}")),
         };
         ops.push(op);
@@ -139,6 +157,7 @@ mod tests {
         builder.catalog(&CatalogOp::CreateTable(def.clone()));
         builder.put(4, b"k1", b"row");
         builder.delete(4, b"k0");
+        builder.drop_segment(4, 12);
         let payload = builder.finish();
         let record = decode(&payload).unwrap();
         assert_eq!(
@@ -155,6 +174,10 @@ mod tests {
                     WalOp::Delete {
                         table: 4,
                         key: Bytes::from_static(b"k0")
+                    },
+                    WalOp::DropSegment {
+                        table: 4,
+                        segment: 12
                     },
                 ],
             }

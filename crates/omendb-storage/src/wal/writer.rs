@@ -286,6 +286,12 @@ impl Wal {
         self.sync(Appended { lsn, epoch })
     }
 
+    /// Refuses every later write: for failures the WAL cannot undo, such as
+    /// losing records whose commits were already acknowledged.
+    pub(crate) fn poison(&self, reason: String) {
+        lock(&self.inner).poisoned.get_or_insert(reason);
+    }
+
     /// Where the next record will start.
     pub(crate) fn end(&self) -> Lsn {
         lock(&self.inner).appended
