@@ -3,6 +3,10 @@
 //! machine is shared and noisy, so a lone absolute time means little.
 //!
 //! - `index-bench`: the learned index against `BTreeMap` and binary search.
+//! - `storage-bench`: the storage engine against SQLite on a time-series
+//!   table.
 
 pub mod datasets;
+pub mod stores;
+pub mod timeseries;
 pub mod timing;

@@ -1,6 +1,7 @@
 //! Decoded segment data kept in memory under one budget: each segment's
-//! key columns (what point lookups search) and decoded row groups (what
-//! point lookups return). Least recently used entries leave first.
+//! key columns (what point lookups search) and decoded blocks (what point
+//! lookups return and short range scans read). Least recently used blocks
+//! leave first; key columns only make room for other key columns.
 //!
 //! Loading happens outside the lock, so a slow read never blocks other
 //! lookups; two threads may load the same entry at once, and the second
@@ -17,14 +18,15 @@ use crate::error::Result;
 pub(crate) enum CacheKey {
     /// The key, timestamp and tombstone columns of a segment.
     Keys(u64),
-    /// All columns of one row group of a segment.
-    RowGroup(u64, usize),
+    /// All columns of one block of a segment: (segment, row group, block
+    /// within the group).
+    Block(u64, usize, usize),
 }
 
 impl CacheKey {
     fn segment(&self) -> u64 {
         match self {
-            CacheKey::Keys(id) | CacheKey::RowGroup(id, _) => *id,
+            CacheKey::Keys(id) | CacheKey::Block(id, _, _) => *id,
         }
     }
 }
@@ -100,11 +102,13 @@ impl Cache {
         }
         let mut inner = self.lock();
         inner.remove(key);
+        let for_keys = matches!(key, CacheKey::Keys(_));
         while inner.used + size > self.budget {
-            let Some((_, oldest)) = inner.by_use.pop_first() else {
-                break;
-            };
-            inner.remove(oldest);
+            match inner.victim(for_keys) {
+                Some(victim) => inner.remove(victim),
+                // Blocks never push key columns out: not cached.
+                None => return,
+            }
         }
         inner.clock += 1;
         let used_at = inner.clock;
@@ -142,6 +146,22 @@ impl Cache {
 }
 
 impl Inner {
+    /// The entry to evict to make room: the least recently used block, and
+    /// only for key columns, else the least recently used key columns.
+    /// Without its key columns a segment cannot find any row, and reloading
+    /// them reads the whole segment, so churning blocks must not evict them.
+    fn victim(&self, for_keys: bool) -> Option<CacheKey> {
+        let block = self
+            .by_use
+            .values()
+            .find(|k| matches!(k, CacheKey::Block(..)));
+        match block {
+            Some(&block) => Some(block),
+            None if for_keys => self.by_use.values().next().copied(),
+            None => None,
+        }
+    }
+
     fn remove(&mut self, key: CacheKey) {
         if let Some(entry) = self.entries.remove(&key) {
             self.by_use.remove(&entry.used_at);
@@ -155,34 +175,78 @@ mod tests {
     use super::*;
 
     #[test]
-    fn least_recently_used_entries_leave_first_and_budget_holds() {
+    fn blocks_leave_first_and_never_push_key_columns_out() {
         let cache = Cache::new(100);
-        let load = |v: u32, size: usize| move || Ok((v, size));
+        let loads = std::cell::Cell::new(0);
+        let load = |v: u32, size: usize| {
+            let loads = &loads;
+            move || {
+                loads.set(loads.get() + 1);
+                Ok((v, size))
+            }
+        };
         cache.get_or_load(CacheKey::Keys(1), load(1, 40)).unwrap();
-        cache.get_or_load(CacheKey::Keys(2), load(2, 40)).unwrap();
-        // Touch 1, so 2 is the oldest.
+        cache
+            .get_or_load(CacheKey::Block(1, 0, 0), load(10, 30))
+            .unwrap();
+        cache
+            .get_or_load(CacheKey::Block(1, 0, 1), load(11, 30))
+            .unwrap();
+        // Touch block 0: block 1 is now the least recently used block,
+        // though the key columns are older still.
+        cache
+            .get_or_load(CacheKey::Block(1, 0, 0), load(0, 0))
+            .unwrap();
+        cache
+            .get_or_load(CacheKey::Block(1, 0, 2), load(12, 30))
+            .unwrap();
+        assert_eq!(cache.used(), 100);
+        assert_eq!(loads.get(), 4);
         assert_eq!(
             *cache.get_or_load(CacheKey::Keys(1), load(0, 0)).unwrap(),
             1
         );
+        assert_eq!(
+            *cache
+                .get_or_load(CacheKey::Block(1, 0, 0), load(0, 0))
+                .unwrap(),
+            10
+        );
+        assert_eq!(loads.get(), 4, "key columns and block 0 stayed");
         cache
-            .get_or_load(CacheKey::RowGroup(3, 0), load(3, 40))
+            .get_or_load(CacheKey::Block(1, 0, 1), load(11, 30))
             .unwrap();
+        assert_eq!(loads.get(), 5, "block 1 was evicted");
+
+        // Key columns evict blocks first, then older key columns.
+        cache.get_or_load(CacheKey::Keys(2), load(2, 40)).unwrap();
+        cache.get_or_load(CacheKey::Keys(3), load(3, 40)).unwrap();
         assert_eq!(cache.used(), 80);
         assert_eq!(
-            *cache.get_or_load(CacheKey::Keys(2), load(22, 40)).unwrap(),
-            22,
-            "2 was evicted and reloaded"
+            *cache.get_or_load(CacheKey::Keys(1), load(21, 40)).unwrap(),
+            21
         );
+        assert_eq!(loads.get(), 8, "key columns 1 were evicted last");
+
+        // A block that would need key columns evicted is not kept.
+        cache
+            .get_or_load(CacheKey::Block(2, 0, 0), load(20, 30))
+            .unwrap();
+        cache
+            .get_or_load(CacheKey::Block(2, 0, 0), load(20, 30))
+            .unwrap();
+        assert_eq!(loads.get(), 10);
+        assert_eq!(cache.used(), 80);
+
         // Too large to cache: returned, not kept.
         assert_eq!(
             *cache.get_or_load(CacheKey::Keys(9), load(9, 500)).unwrap(),
             9
         );
         assert!(cache.used() <= 100);
-        cache.forget_segment(3);
-        cache.forget_segment(2);
-        cache.forget_segment(1);
+        for id in 1..=3 {
+            cache.forget_segment(id);
+        }
         assert_eq!(cache.used(), 0);
     }
 }

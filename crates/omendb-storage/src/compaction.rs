@@ -69,8 +69,10 @@ pub(crate) fn merge(
     let columns: Vec<_> = def.columns.iter().map(|c| c.id).collect();
     let mut cursors = Vec::with_capacity(run.len());
     for segment in run {
-        let batches = segment.scan(def, &columns, &std::ops::Bound::Unbounded, &|_, _| false)?;
-        cursors.push(RowCursor::new(batches));
+        let all = (&std::ops::Bound::Unbounded, &std::ops::Bound::Unbounded);
+        if let Some(batches) = segment.scan(def, &columns, all, &|_, _| false)? {
+            cursors.push(RowCursor::new(batches));
+        }
     }
     let mut current: Option<Bytes> = None;
     let mut seen_below_horizon = false;

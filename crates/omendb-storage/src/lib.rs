@@ -1,19 +1,21 @@
-//! OmenDB's storage engine.
+//! OmenDB's storage engine: durable, crash-safe HTAP tables.
 //!
 //! ```text
-//!   write set at COMMIT                       snapshot reads
-//!          |                                        ^
-//!          v                                        |
-//!   WAL (group commit) -> memtable (MVCC rows) -----+   (not built yet)
-//!                            | flush                |
-//!                            v                      |
-//!   immutable sorted segments (Parquet) ------------+   (not built yet)
-//!     each with a learned PK index  <-- index::learned (built)
+//!   write set at COMMIT                          snapshot reads (get, scans)
+//!          |                                            ^
+//!          v                                            |
+//!   WAL (group commit, crc32c) -> memtable (MVCC) ------+
+//!                                   | flush (freeze)    |
+//!                                   v                   |
+//!   immutable sorted Parquet segments ------------------+
+//!     learned PK index, zone maps; compaction merges them
 //! ```
 //!
-//! Today the crate holds the learned index and the order-preserving key
-//! encodings it indexes. The WAL, memtable, segments and compaction follow
-//! (see `ARCHITECTURE.md`). This crate never depends on tokio or DataFusion.
+//! [`Database`] opens a directory (recovering from the manifest and the
+//! WAL) and begins [`Transaction`]s; every file goes through the
+//! [`FileSystem`] trait so tests can inject crashes and I/O errors. Formats:
+//! `docs/design/wal-format.md`, `docs/design/segment-format.md`. This crate
+//! never depends on tokio or DataFusion.
 
 mod cache;
 mod catalog;

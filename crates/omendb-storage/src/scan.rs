@@ -17,19 +17,23 @@
 //! predicates, but only where no older data lies under the row group's key
 //! range: skipping a newer version would unmask a stale older one.
 
-use std::collections::{HashMap, VecDeque, btree_map};
+use std::collections::{VecDeque, btree_map};
 use std::ops::Bound;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, BinaryBuilder, RecordBatch};
-use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryBuilder, BooleanArray, BooleanBufferBuilder, RecordBatch,
+};
+use arrow::buffer::BooleanBuffer;
+use arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef, UInt64Type};
 use bytes::Bytes;
 
 use crate::catalog::{ColumnDef, TableDef, TableId};
 use crate::db::SegmentDrop;
 use crate::error::{Result, StorageError};
+use crate::index::learned::search::partition_by;
 use crate::memtable::{Memtable, Version};
-use crate::segment::{RowCursor, SYSTEM_COLUMNS, Segment, Zone};
+use crate::segment::{DELETED, KEY, RowCursor, SYSTEM_COLUMNS, Segment, SegmentBatches, TS, Zone};
 use crate::txn::{PendingWrite, Row, Snapshot, decode_checked};
 use crate::types::{ColumnBuilder, DataType, KeyCodec, Value, compare, value_at};
 
@@ -279,12 +283,39 @@ impl SegmentCursor {
 /// Where the deciding version of an output row lives.
 enum Pick {
     Encoded(Bytes),
+    /// Row `row` of batch `source` of the scan's [`Sources`], from segment
+    /// cursor `cursor`.
     Segment {
         cursor: usize,
-        generation: u64,
-        batch: RecordBatch,
+        source: usize,
         row: usize,
     },
+}
+
+/// The segment batches the rows of one output batch come from.
+#[derive(Debug, Default)]
+struct Sources {
+    batches: Vec<RecordBatch>,
+    /// (cursor, generation) of each batch.
+    origins: Vec<(usize, u64)>,
+}
+
+impl Sources {
+    /// The position of `cursor`'s current batch, added if new.
+    fn position(&mut self, cursor: usize, rows: &RowCursor) -> Option<usize> {
+        let origin = (cursor, rows.generation());
+        if let Some(i) = self.origins.iter().position(|&o| o == origin) {
+            return Some(i);
+        }
+        self.batches.push(rows.batch()?.clone());
+        self.origins.push(origin);
+        Some(self.batches.len() - 1)
+    }
+
+    fn clear(&mut self) {
+        self.batches.clear();
+        self.origins.clear();
+    }
 }
 
 /// Rows of one table in key order as Arrow batches; see the module docs.
@@ -306,6 +337,97 @@ pub struct BatchScan<'t> {
     segment_ids: Vec<u64>,
     batch_rows: usize,
     done: bool,
+    /// Batches the rows of the output batch being built come from.
+    sources: Sources,
+    /// Set when a single segment holds every row of the scan.
+    direct: Option<DirectScan>,
+    /// Whether the scan has looked for a single source yet.
+    direct_checked: bool,
+}
+
+/// A scan whose rows all come from segments that share no key: their
+/// batches, in key order, are filtered down to the visible versions, with
+/// no per-row merge.
+#[derive(Debug)]
+struct DirectScan {
+    /// Batches loaded ahead, then those still to read; each with whether
+    /// all its rows are visible versions ([`SegmentBatches::all_visible_at`]).
+    queue: VecDeque<(RecordBatch, bool)>,
+    rest: Option<(SegmentBatches, bool)>,
+    visibility: Visibility,
+    /// Output rows beyond the last returned batch.
+    pending: Option<RecordBatch>,
+}
+
+fn filter(batch: &RecordBatch, keep: &BooleanArray) -> Result<RecordBatch> {
+    arrow::compute::filter_record_batch(batch, keep)
+        .map_err(|e| StorageError::internal(format!("filtering a scan batch: {e}")))
+}
+
+/// The rows of a segment batch between `from` and `to` that are not
+/// tombstones, when every row is the only and a visible version of its
+/// key: the bounds cut a slice, and only tombstones need a filter.
+fn live_in_range(
+    batch: &RecordBatch,
+    from: &Bound<Vec<u8>>,
+    to: &Bound<Vec<u8>>,
+) -> Result<RecordBatch> {
+    let keys = batch.column(KEY).as_binary::<i32>();
+    let start = partition_by(0..keys.len(), |i| !after_start(keys.value(i), from));
+    let end = partition_by(0..keys.len(), |i| before_end(keys.value(i), to)).max(start);
+    let batch = batch.slice(start, end - start);
+    let deleted = batch.column(DELETED).as_boolean();
+    if deleted.true_count() == 0 {
+        return Ok(batch);
+    }
+    let live = arrow::compute::not(deleted)
+        .map_err(|e| StorageError::internal(format!("filtering a scan batch: {e}")))?;
+    filter(&batch, &live)
+}
+
+/// Picks the visible versions out of consecutive segment batches.
+#[derive(Debug)]
+struct Visibility {
+    snapshot: u64,
+    /// The key whose visible version has been seen last: the next batch
+    /// may still hold older versions of it.
+    decided: Option<Vec<u8>>,
+}
+
+impl Visibility {
+    /// Which rows of `batch` (sorted by key, newest version first) are
+    /// visible versions of keys between `from` and `to`; `None` if all.
+    fn mask(
+        &mut self,
+        batch: &RecordBatch,
+        from: &Bound<Vec<u8>>,
+        to: &Bound<Vec<u8>>,
+    ) -> Option<BooleanBuffer> {
+        let keys = batch.column(KEY).as_binary::<i32>();
+        let ts = batch.column(TS).as_primitive::<UInt64Type>().values();
+        let deleted = batch.column(DELETED).as_boolean();
+        let mut keep = BooleanBufferBuilder::new(batch.num_rows());
+        let mut all = true;
+        let mut decided_row: Option<usize> = None;
+        for (i, &version) in ts.iter().enumerate() {
+            let key = keys.value(i);
+            let seen = match decided_row {
+                Some(row) => keys.value(row) == key,
+                None => self.decided.as_deref() == Some(key),
+            };
+            let mut visible = false;
+            if !seen && version <= self.snapshot {
+                decided_row = Some(i);
+                visible = !deleted.value(i) && after_start(key, from) && before_end(key, to);
+            }
+            all &= visible;
+            keep.append(visible);
+        }
+        if let Some(row) = decided_row {
+            self.decided = Some(keys.value(row).to_vec());
+        }
+        (!all).then(|| keep.finish())
+    }
 }
 
 impl<'t> BatchScan<'t> {
@@ -379,26 +501,29 @@ impl<'t> BatchScan<'t> {
             })
             .cloned()
             .collect();
-        let segment_ids = overlapping.iter().map(|s| s.meta.id).collect();
+        let mut segment_ids = Vec::with_capacity(overlapping.len());
         let mut segments = Vec::with_capacity(overlapping.len());
         for (i, segment) in overlapping.iter().enumerate() {
             let older = &overlapping[i + 1..];
             let prune = |s: &Segment, group: usize| prunable(s, group, &predicates, older);
-            let batches = segment.scan(&def, &columns, &from, &prune)?;
-            segments.push(SegmentCursor {
-                rows: RowCursor::new(batches),
-                snapshot: snapshot.ts,
-            });
+            if let Some(batches) = segment.scan(&def, &columns, (&from, &to), &prune)? {
+                segment_ids.push(segment.meta.id);
+                segments.push(SegmentCursor {
+                    rows: RowCursor::new(batches),
+                    snapshot: snapshot.ts,
+                });
+            }
         }
         // Segments this transaction drops hide the rows they held live at
         // the drop, even from newer versions committed since.
         let mut hiding = Vec::new();
         for drop in own_drops.iter().filter(|d| d.table == table) {
-            let batches = drop.source.scan(&def, &[], &from, &|_, _| false)?;
-            hiding.push(SegmentCursor {
-                rows: RowCursor::new(batches),
-                snapshot: drop.read_ts,
-            });
+            if let Some(batches) = drop.source.scan(&def, &[], (&from, &to), &|_, _| false)? {
+                hiding.push(SegmentCursor {
+                    rows: RowCursor::new(batches),
+                    snapshot: drop.read_ts,
+                });
+            }
         }
         Ok(BatchScan {
             def,
@@ -414,6 +539,9 @@ impl<'t> BatchScan<'t> {
             segment_ids,
             batch_rows: request.batch_rows.max(1),
             done,
+            sources: Sources::default(),
+            direct: None,
+            direct_checked: false,
         })
     }
 
@@ -472,16 +600,15 @@ impl<'t> BatchScan<'t> {
                     continue;
                 }
                 if decided.is_none() {
-                    let pick = match cursor.rows.batch() {
-                        Some(batch) if !cursor.deleted() => Some(Pick::Segment {
-                            cursor: i,
-                            generation: cursor.rows.generation(),
-                            batch: batch.clone(),
-                            row: cursor.rows.row(),
-                        }),
-                        _ => None,
+                    let source = match cursor.deleted() {
+                        false => self.sources.position(i, &cursor.rows),
+                        true => None,
                     };
-                    decided = Some(pick);
+                    decided = Some(source.map(|source| Pick::Segment {
+                        cursor: i,
+                        source,
+                        row: cursor.rows.row(),
+                    }));
                 }
                 cursor.skip(&key)?;
             }
@@ -495,6 +622,8 @@ impl<'t> BatchScan<'t> {
     /// The next live key and, if a segment decided it, that segment's id;
     /// without decoding any value.
     pub(crate) fn next_live_key(&mut self) -> Result<Option<(Bytes, Option<u64>)>> {
+        // No batch is built: the sources are not needed.
+        self.sources.clear();
         while let Some((key, pick)) = self.next_key()? {
             match pick {
                 Some(Pick::Encoded(_)) => return Ok(Some((key, None))),
@@ -507,16 +636,142 @@ impl<'t> BatchScan<'t> {
         Ok(None)
     }
 
+    /// Takes the direct path when segments hold every row in range and no
+    /// two of them share a key: one segment, or short scans of several
+    /// whose rows in range do not interleave (segments cut by time hold
+    /// disjoint stretches of one device's readings).
+    fn check_direct(&mut self) -> Result<()> {
+        self.direct_checked = true;
+        let segments_only = self.own.peek().is_none()
+            && self.hiding.is_empty()
+            && self.memtables.iter_mut().all(|m| m.peek().is_none());
+        let Some(first) = self.segments.first() else {
+            return Ok(());
+        };
+        if !segments_only {
+            return Ok(());
+        }
+        let snapshot = first.snapshot;
+        let mut scans = Vec::with_capacity(self.segments.len());
+        for cursor in &self.segments {
+            match cursor.rows.fresh_batches() {
+                Some(batches) if self.segments.len() == 1 || batches.is_short() => {
+                    scans.push(batches);
+                }
+                _ => return Ok(()),
+            }
+        }
+        let (queue, rest) = if scans.len() == 1 {
+            let rest = scans.pop().map(|scan| {
+                let visible = scan.all_visible_at(snapshot);
+                (scan, visible)
+            });
+            (VecDeque::new(), rest)
+        } else {
+            // Short scans read cached blocks: load them all and order them.
+            let mut runs = Vec::with_capacity(scans.len());
+            for scan in scans {
+                let visible = scan.all_visible_at(snapshot);
+                let run: Vec<(RecordBatch, bool)> = scan
+                    .filter(|b| b.as_ref().map_or(true, |b| b.num_rows() > 0))
+                    .map(|b| b.map(|b| (b, visible)))
+                    .collect::<Result<_>>()?;
+                if !run.is_empty() {
+                    runs.push(run);
+                }
+            }
+            let key = |run: &[(RecordBatch, bool)], first: bool| {
+                let batch = if first {
+                    &run[0].0
+                } else {
+                    &run[run.len() - 1].0
+                };
+                let keys = batch.column(KEY).as_binary::<i32>();
+                keys.value(if first { 0 } else { keys.len() - 1 }).to_vec()
+            };
+            runs.sort_by_cached_key(|run| key(run, true));
+            let disjoint = runs
+                .windows(2)
+                .all(|pair| key(&pair[0], false) < key(&pair[1], true));
+            if !disjoint {
+                return Ok(());
+            }
+            (runs.into_iter().flatten().collect(), None)
+        };
+        self.segments.clear();
+        self.direct = Some(DirectScan {
+            queue,
+            rest,
+            visibility: Visibility {
+                snapshot,
+                decided: None,
+            },
+            pending: None,
+        });
+        Ok(())
+    }
+
+    /// The next output batch of a direct scan.
+    fn next_direct_batch(&mut self) -> Result<Option<RecordBatch>> {
+        let Some(direct) = self.direct.as_mut() else {
+            return Ok(None);
+        };
+        loop {
+            if let Some(pending) = direct.pending.take() {
+                if pending.num_rows() > self.batch_rows {
+                    let rest = pending.num_rows() - self.batch_rows;
+                    direct.pending = Some(pending.slice(self.batch_rows, rest));
+                    return Ok(Some(pending.slice(0, self.batch_rows)));
+                }
+                return Ok(Some(pending));
+            }
+            let next = match direct.queue.pop_front() {
+                Some(next) => Some(next),
+                None => match direct.rest.as_mut() {
+                    Some((scan, visible)) => scan.next().transpose()?.map(|b| (b, *visible)),
+                    None => None,
+                },
+            };
+            let Some((batch, all_visible)) = next else {
+                return Ok(None);
+            };
+            let batch = if all_visible {
+                live_in_range(&batch, &self.from, &self.to)?
+            } else {
+                match direct.visibility.mask(&batch, &self.from, &self.to) {
+                    None => batch,
+                    Some(keep) => filter(&batch, &BooleanArray::new(keep, None))?,
+                }
+            };
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let mut columns = batch.columns()[SYSTEM_COLUMNS..].to_vec();
+            if self.with_keys {
+                columns.push(batch.column(KEY).clone());
+            }
+            let output = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| {
+                StorageError::internal(format!("scan batch of {}: {e}", self.def.name))
+            })?;
+            direct.pending = Some(output);
+        }
+    }
+
     /// Builds the next output batch.
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if !self.direct_checked {
+            self.check_direct()?;
+        }
+        if self.direct.is_some() {
+            return self.next_direct_batch();
+        }
         let mut builders: Vec<ColumnBuilder> = self
             .projection
             .iter()
             .map(|&i| ColumnBuilder::new(&self.def.columns[i].data_type, 64))
             .collect();
         let mut keys = BinaryBuilder::new();
-        let mut sources: Vec<RecordBatch> = Vec::new();
-        let mut source_of: HashMap<(usize, u64), usize> = HashMap::new();
+        self.sources.clear();
         let mut picks: Vec<(usize, usize)> = Vec::with_capacity(self.batch_rows);
         let mut decoded = 0;
         while picks.len() < self.batch_rows {
@@ -536,18 +791,8 @@ impl<'t> BatchScan<'t> {
                     picks.push((0, decoded));
                     decoded += 1;
                 }
-                Pick::Segment {
-                    cursor,
-                    generation,
-                    batch,
-                    row,
-                } => {
-                    let source = *source_of.entry((cursor, generation)).or_insert_with(|| {
-                        sources.push(batch);
-                        sources.len()
-                    });
-                    picks.push((source, row));
-                }
+                // Position 0 holds the decoded rows.
+                Pick::Segment { source, row, .. } => picks.push((source + 1, row)),
             }
             if self.with_keys {
                 keys.append_value(&key);
@@ -561,7 +806,8 @@ impl<'t> BatchScan<'t> {
             let decoded = builder.finish();
             let mut arrays: Vec<&dyn Array> = vec![decoded.as_ref()];
             arrays.extend(
-                sources
+                self.sources
+                    .batches
                     .iter()
                     .map(|b| b.column(SYSTEM_COLUMNS + j).as_ref()),
             );
@@ -698,6 +944,111 @@ mod tests {
         assert_eq!(successor(vec![1, 0xff]), Some(vec![2]));
         assert_eq!(successor(vec![0xff, 0xff]), None);
         assert_eq!(successor(Vec::new()), None);
+    }
+
+    /// A segment batch of `(key, ts, deleted)` rows.
+    fn versions(rows: &[(&[u8], u64, bool)]) -> RecordBatch {
+        let keys: arrow::array::BinaryArray = rows.iter().map(|r| Some(r.0)).collect();
+        let ts: arrow::array::UInt64Array = rows.iter().map(|r| Some(r.1)).collect();
+        let deleted: BooleanArray = rows.iter().map(|r| Some(r.2)).collect();
+        RecordBatch::try_from_iter([
+            ("_key", Arc::new(keys) as ArrayRef),
+            ("_ts", Arc::new(ts) as ArrayRef),
+            ("_deleted", Arc::new(deleted) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    fn kept(mask: Option<BooleanBuffer>, rows: usize) -> Vec<usize> {
+        (0..rows)
+            .filter(|&i| mask.as_ref().is_none_or(|m| m.value(i)))
+            .collect()
+    }
+
+    #[test]
+    fn direct_scans_keep_the_newest_version_at_or_below_the_snapshot() {
+        let all = (Bound::Unbounded, Bound::Unbounded);
+        let first = versions(&[
+            (b"a", 9, false), // too new
+            (b"a", 5, false), // visible
+            (b"a", 2, false),
+            (b"b", 4, true), // deleted
+            (b"b", 3, false),
+            (b"c", 8, false), // too new
+        ]);
+        let second = versions(&[
+            (b"c", 6, false), // visible: "c" not yet decided
+            (b"c", 1, false),
+            (b"d", 7, false), // too new, no older version
+        ]);
+        let mut visibility = Visibility {
+            snapshot: 6,
+            decided: None,
+        };
+        assert_eq!(kept(visibility.mask(&first, &all.0, &all.1), 6), vec![1]);
+        assert_eq!(kept(visibility.mask(&second, &all.0, &all.1), 3), vec![0]);
+
+        // A key decided at the end of one batch stays decided in the next.
+        let mut visibility = Visibility {
+            snapshot: 9,
+            decided: None,
+        };
+        let split = versions(&[(b"c", 8, false)]);
+        assert_eq!(kept(visibility.mask(&split, &all.0, &all.1), 1), vec![0]);
+        assert_eq!(kept(visibility.mask(&second, &all.0, &all.1), 3), vec![2]);
+
+        // Keys outside the bounds are left out.
+        let mut visibility = Visibility {
+            snapshot: 9,
+            decided: None,
+        };
+        let (from, to) = (
+            Bound::Excluded(b"a".to_vec()),
+            Bound::Included(b"c".to_vec()),
+        );
+        let batch = versions(&[
+            (b"a", 1, false),
+            (b"b", 1, false),
+            (b"c", 1, false),
+            (b"d", 1, false),
+        ]);
+        assert_eq!(kept(visibility.mask(&batch, &from, &to), 4), vec![1, 2]);
+        let mut visibility = Visibility {
+            snapshot: 9,
+            decided: None,
+        };
+        let unmasked = versions(&[(b"b", 1, false), (b"c", 1, false)]);
+        assert!(
+            visibility.mask(&unmasked, &from, &to).is_none(),
+            "all visible"
+        );
+    }
+
+    #[test]
+    fn single_versions_are_cut_to_the_bounds_and_lose_their_tombstones() {
+        let batch = versions(&[
+            (b"a", 1, false),
+            (b"b", 1, true),
+            (b"c", 1, false),
+            (b"d", 1, false),
+            (b"e", 1, false),
+        ]);
+        let keys = |batch: RecordBatch| -> Vec<Vec<u8>> {
+            let column = batch.column(KEY).as_binary::<i32>();
+            column.iter().map(|k| k.unwrap().to_vec()).collect()
+        };
+        let bound = |k: &[u8]| k.to_vec();
+        let cut = live_in_range(
+            &batch,
+            &Bound::Excluded(bound(b"a")),
+            &Bound::Excluded(bound(b"e")),
+        )
+        .unwrap();
+        assert_eq!(keys(cut), vec![b"c".to_vec(), b"d".to_vec()]);
+        let cut = live_in_range(&batch, &Bound::Included(bound(b"c")), &Bound::Unbounded).unwrap();
+        assert_eq!(keys(cut), vec![b"c".to_vec(), b"d".to_vec(), b"e".to_vec()]);
+        let none = live_in_range(&batch, &Bound::Included(bound(b"f")), &Bound::Unbounded).unwrap();
+        assert_eq!(none.num_rows(), 0);
     }
 
     #[test]

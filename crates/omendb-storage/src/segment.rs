@@ -4,8 +4,10 @@
 //!
 //! ```text
 //!  flush / compaction ── write_segment ──► segments/<id>.parquet (+ CRC-32C in the manifest)
-//!  point get ── Segment::find: key columns from the cache, learned index, versions
-//!  scans     ── Segment::scan: row groups from the start key on, projected
+//!  point get ── Segment::find: key columns from the cache, learned index, versions;
+//!               the row's values from its cached block (one page per column)
+//!  scans     ── Segment::scan: the rows between the range's bounds, as cached
+//!               blocks (short ranges) or projected row groups (long ones)
 //! ```
 
 mod key_space;
@@ -16,13 +18,22 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-pub(crate) use reader::{RowCursor, Segment, Zone};
+pub(crate) use reader::{RowCursor, Segment, SegmentBatches, Zone};
 pub(crate) use writer::SegmentWriter;
 
 use crate::catalog::{ColumnId, TableId};
 
 /// Rows per Parquet row group.
 pub(crate) const ROW_GROUP_ROWS: usize = 65_536;
+
+/// Rows per block: the unit point reads and short range scans decode and
+/// cache. Parquet pages hold at most a block, and row groups hold whole
+/// blocks, so a block is one page per column.
+pub(crate) const BLOCK_ROWS: usize = 4096;
+
+/// Dictionary pages stop growing here (the column falls back to plain
+/// encoding): reading any page of a column chunk decodes its dictionary.
+pub(crate) const DICTIONARY_PAGE_BYTES: usize = 64 << 10;
 
 /// Names of the system columns, which come first in every segment.
 pub(crate) const KEY_COLUMN: &str = "_key";

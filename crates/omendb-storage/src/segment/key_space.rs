@@ -47,6 +47,12 @@ pub(crate) struct IndexKey {
     /// The bytes are a whole key inside every column's range, and the space
     /// is packed: equal index keys then mean equal keys.
     pub exact: bool,
+    /// The bytes sort before every key of the segment with this index key
+    /// (a column fell below its range, or the bytes end at a column).
+    pub below: bool,
+    /// The bytes sort after every key of the segment with this index key
+    /// (a column rose above its range).
+    pub above: bool,
 }
 
 /// The memcomparable width of a fixed-width key column.
@@ -135,6 +141,8 @@ impl KeySpace {
             return IndexKey {
                 key: crate::index::key_encoding::encode_bytes_prefix(bytes),
                 exact: false,
+                below: false,
+                above: false,
             };
         };
         let mut key = 0u64;
@@ -174,7 +182,15 @@ impl KeySpace {
             offset += field.width;
         }
         exact &= pinned.is_none() && bytes.len() == offset;
-        IndexKey { key, exact }
+        // The columns before the pinned one are in range and equal in every
+        // key with this index key, and those keys hold the pinned column's
+        // minimum (maximum), which the bytes fall short of (exceed).
+        IndexKey {
+            key,
+            exact,
+            below: pinned == Some(false),
+            above: pinned == Some(true),
+        }
     }
 
     /// A text form for the segment's footer metadata.
@@ -277,6 +293,44 @@ mod tests {
             mapped.windows(2).all(|w| w[0] <= w[1]),
             "monotone over all byte strings"
         );
+    }
+
+    #[test]
+    fn bounds_outside_the_ranges_know_their_side_of_the_keys() {
+        let mut rng = TestRng::new("bounds_outside_the_ranges");
+        let codec = KeyCodec::new(vec![DataType::Int32, DataType::Timestamp]).unwrap();
+        // Dense keys, so that pinned bounds share index keys with real keys.
+        let mut keys = Vec::new();
+        for device in 0..20 {
+            for ts in 0..20 {
+                keys.push(encode(
+                    &codec,
+                    &[Value::Int32(device), Value::Timestamp(ts)],
+                ));
+            }
+        }
+        let space = KeySpace::plan(&codec, keys.iter().map(Vec::as_slice));
+        let (mut below, mut above) = (0, 0);
+        for _ in 0..2000 {
+            let device = Value::Int32(rng.below(30) as i32 - 5);
+            let ts = Value::Timestamp(rng.below(30) as i64 - 5);
+            let full = encode(&codec, &[device, ts]);
+            let probe = &full[..[4, 8, 12, 16][rng.below(4) as usize].min(full.len())];
+            let at = space.index_key(probe);
+            below += usize::from(at.below);
+            above += usize::from(at.above);
+            for key in keys.iter().filter(|k| space.index_key(k).key == at.key) {
+                assert!(
+                    !at.below || key.as_slice() > probe,
+                    "{probe:?} not below {key:?}"
+                );
+                assert!(
+                    !at.above || key.as_slice() < probe,
+                    "{probe:?} not above {key:?}"
+                );
+            }
+        }
+        assert!(below > 100 && above > 100, "{below} below, {above} above");
     }
 
     #[test]

@@ -3,11 +3,15 @@
 //! Opening checks the file against the manifest (length, CRC-32C) and the
 //! footer against itself (version, table, key space, learned index, row
 //! counts); any mismatch is a corruption error naming the file. After
-//! that, lookups use the cached key columns, point reads use cached
-//! decoded row groups, and scans read row groups from the start key on.
+//! that, lookups use the cached key columns and point reads cached decoded
+//! blocks. Scans find both ends of their key range with the learned index
+//! and read only the rows between: short ranges through the block cache,
+//! long ones a row group at a time straight from the file (so a full scan
+//! does not flush the cache).
 
 use std::collections::HashMap;
-use std::ops::Bound;
+use std::io::BufReader;
+use std::ops::{Bound, Range};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,16 +21,22 @@ use arrow::buffer::BooleanBuffer;
 use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef, UInt64Type};
 use arrow::record_batch::RecordBatch;
 use base64::Engine as _;
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
+};
 use parquet::errors::ParquetError;
+use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::reader::{ChunkReader, Length};
 
 use super::key_space::KeySpace;
 use super::writer::{META_INDEX, META_KEY_SPACE, META_TABLE, META_VERSION};
-use super::{DELETED, KEY, ROW_GROUP_ROWS, SYSTEM_COLUMNS, SegmentMeta, TS, segment_path};
+use super::{
+    BLOCK_ROWS, DELETED, KEY, ROW_GROUP_ROWS, SYSTEM_COLUMNS, SegmentMeta, TS, segment_path,
+};
 use crate::cache::{Cache, CacheKey};
 use crate::catalog::{ColumnDef, ColumnId, TableDef};
 use crate::error::{Result, StorageError};
@@ -87,6 +97,19 @@ struct Opened {
     columns: HashMap<ColumnId, usize>,
 }
 
+impl Opened {
+    /// The row group holding `row`.
+    fn group_of(&self, row: usize) -> usize {
+        self.row_group_starts
+            .partition_point(|&first| first <= row)
+            .saturating_sub(1)
+    }
+}
+
+/// Scans of at most this many rows of a segment read through the block
+/// cache; longer ones decode their row groups without caching them.
+const CACHED_SCAN_ROWS: usize = 4 * BLOCK_ROWS;
+
 /// The key columns of a segment, as lookups address them.
 #[derive(Debug)]
 struct Keys {
@@ -95,6 +118,8 @@ struct Keys {
     deleted: BooleanBuffer,
     /// The full key bytes; only kept when the key space is a prefix.
     full: Option<BinaryArray>,
+    /// No key has more than one version.
+    distinct: bool,
 }
 
 /// Reads byte ranges of a segment for the Parquet reader.
@@ -107,16 +132,39 @@ impl Length for FileChunks {
     }
 }
 
-impl ChunkReader for FileChunks {
-    type T = bytes::buf::Reader<Bytes>;
+/// A file read forward from an offset, on demand.
+struct FileTail {
+    file: Arc<dyn ReadFile>,
+    offset: u64,
+}
 
+impl std::io::Read for FileTail {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.file.len().saturating_sub(self.offset);
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        self.file.read_exact_at(self.offset, &mut buf[..n])?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+/// Page headers are read through this much buffer.
+const HEADER_BUFFER: usize = 8 << 10;
+
+impl ChunkReader for FileChunks {
+    type T = BufReader<FileTail>;
+
+    /// Only reads what the caller consumes: the Parquet reader asks for a
+    /// reader from a page's offset to parse its header.
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        let len = self
-            .0
-            .len()
-            .checked_sub(start)
-            .ok_or_else(|| ParquetError::EOF("read past the end".into()))?;
-        Ok(self.get_bytes(start, len as usize)?.reader())
+        if start > self.0.len() {
+            return Err(ParquetError::EOF("read past the end".into()));
+        }
+        let tail = FileTail {
+            file: self.0.clone(),
+            offset: start,
+        };
+        Ok(BufReader::with_capacity(HEADER_BUFFER, tail))
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
@@ -205,7 +253,10 @@ impl Segment {
             )));
         }
 
-        let metadata = ArrowReaderMetadata::load(&FileChunks(file.clone()), Default::default())
+        // The offset index (page locations) lets reads skip to the pages
+        // holding the rows they select.
+        let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Required);
+        let metadata = ArrowReaderMetadata::load(&FileChunks(file.clone()), options)
             .map_err(|e| self.read_error(e))?;
         let kv: HashMap<&str, &str> = metadata
             .metadata()
@@ -283,22 +334,80 @@ impl Segment {
         row_groups: Vec<usize>,
         roots: Vec<usize>,
     ) -> Result<Vec<RecordBatch>> {
+        self.read_selected(opened, row_groups, roots, None, ROW_GROUP_ROWS)
+    }
+
+    /// Reads the given root columns of rows `rows` (numbered within the
+    /// group) of row group `group`; only the pages holding them are decoded.
+    fn read_rows(
+        &self,
+        opened: &Opened,
+        group: usize,
+        rows: Range<usize>,
+        roots: Vec<usize>,
+    ) -> Result<RecordBatch> {
+        let group_rows = opened.row_group_starts[group + 1] - opened.row_group_starts[group];
+        let selection = RowSelection::from(vec![
+            RowSelector::skip(rows.start),
+            RowSelector::select(rows.len()),
+            RowSelector::skip(group_rows.saturating_sub(rows.end)),
+        ]);
+        // A batch size of exactly the rows wanted: the reader allocates
+        // that much, and cached blocks should not carry spare capacity.
+        let batches = self.read_selected(
+            opened,
+            vec![group],
+            roots,
+            Some(selection),
+            rows.len().max(1),
+        )?;
+        match <[RecordBatch; 1]>::try_from(batches) {
+            Ok([batch]) if batch.num_rows() == rows.len() => Ok(batch),
+            _ => Err(self.corrupt(format!("row group {group} does not hold rows {rows:?}"))),
+        }
+    }
+
+    fn read_selected(
+        &self,
+        opened: &Opened,
+        row_groups: Vec<usize>,
+        roots: Vec<usize>,
+        selection: Option<RowSelection>,
+        batch_rows: usize,
+    ) -> Result<Vec<RecordBatch>> {
         let mask = ProjectionMask::roots(
             opened.metadata.metadata().file_metadata().schema_descr(),
             roots,
         );
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
             FileChunks(opened.file.clone()),
             opened.metadata.clone(),
         )
         .with_row_groups(row_groups)
         .with_projection(mask)
-        .with_batch_size(ROW_GROUP_ROWS)
-        .build()
-        .map_err(|e| self.read_error(e))?;
+        .with_batch_size(batch_rows);
+        if let Some(selection) = selection {
+            builder = builder.with_row_selection(selection);
+        }
+        let reader = builder.build().map_err(|e| self.read_error(e))?;
         reader
             .map(|batch| batch.map_err(|e| self.corrupt(e.to_string())))
             .collect()
+    }
+
+    /// All columns of block `block` of row group `group`, from the cache.
+    fn block(&self, opened: &Opened, group: usize, block: usize) -> Result<Arc<RecordBatch>> {
+        self.cache
+            .get_or_load(CacheKey::Block(self.meta.id, group, block), || {
+                let group_rows =
+                    opened.row_group_starts[group + 1] - opened.row_group_starts[group];
+                let start = block * BLOCK_ROWS;
+                let rows = start..(start + BLOCK_ROWS).min(group_rows);
+                let roots = (0..SYSTEM_COLUMNS + opened.columns.len()).collect();
+                let batch = self.read_rows(opened, group, rows, roots)?;
+                let size = batch.get_array_memory_size();
+                Ok((batch, size))
+            })
     }
 
     fn keys(&self, opened: &Opened) -> Result<Arc<Keys>> {
@@ -331,12 +440,17 @@ impl Segment {
                 Some(all.as_binary::<i32>().clone())
             };
             let size = rows * 17 + full.as_ref().map_or(0, |f| f.get_array_memory_size());
+            let distinct = match &full {
+                None => index_keys.windows(2).all(|w| w[0] != w[1]),
+                Some(full) => (1..rows).all(|i| full.value(i - 1) != full.value(i)),
+            };
             Ok((
                 Keys {
                     index_keys,
                     ts,
                     deleted: deleted.finish(),
                     full,
+                    distinct,
                 },
                 size,
             ))
@@ -374,34 +488,78 @@ impl Segment {
         Ok(None)
     }
 
-    /// A row at or before the first row whose key is `>= from`: every row
-    /// before it is smaller. The learned index lands there directly; the
-    /// caller skips the few smaller keys that may follow.
-    fn start_row(&self, opened: &Opened, from: &Bound<Vec<u8>>) -> Result<usize> {
+    /// A row at or before the first row whose key is in range from `from`:
+    /// every row before it is smaller. The learned index lands there
+    /// directly; the caller skips the few smaller keys that may follow
+    /// (none when the key space is packed).
+    fn start_row(&self, opened: &Opened, keys: &Keys, from: &Bound<Vec<u8>>) -> usize {
         let (Bound::Included(key) | Bound::Excluded(key)) = from else {
-            return Ok(0);
+            return 0;
         };
-        let keys = self.keys(opened)?;
-        Ok(opened
-            .index
-            .lower_bound(&keys.index_keys, opened.space.index_key(key).key))
+        let bound = opened.space.index_key(key);
+        // Rows with the bound's index key all lie past a bound above them,
+        // and an exact index key is the key itself.
+        let first = match from {
+            _ if bound.above => bound.key.checked_add(1),
+            Bound::Excluded(_) if bound.exact => bound.key.checked_add(1),
+            _ => Some(bound.key),
+        };
+        let Some(first) = first else {
+            return opened.index.len();
+        };
+        opened.index.lower_bound(&keys.index_keys, first)
+    }
+
+    /// A row after the last row whose key is in range up to `to`: every row
+    /// from it on is larger. Keys map to index keys monotonically, so a row
+    /// whose index key exceeds the bound's is past it; the caller skips the
+    /// few larger keys that may come before (none when the key space is
+    /// packed).
+    fn end_row(&self, opened: &Opened, keys: &Keys, to: &Bound<Vec<u8>>) -> usize {
+        let rows = opened.index.len();
+        let (Bound::Included(key) | Bound::Excluded(key)) = to else {
+            return rows;
+        };
+        let bound = opened.space.index_key(key);
+        // Rows with the bound's index key all lie past a bound below them,
+        // and an exact index key is the key itself.
+        let past = match to {
+            _ if bound.below => Some(bound.key),
+            Bound::Excluded(_) if bound.exact => Some(bound.key),
+            _ => bound.key.checked_add(1),
+        };
+        let Some(past) = past else {
+            return rows;
+        };
+        opened.index.lower_bound(&keys.index_keys, past)
     }
 
     /// The table's columns `columns` (plus the system columns first) of
-    /// every row from `from` on, one batch per row group.
+    /// the rows between `from` and `to` (and a few rows beyond either end),
+    /// in batches of at most a row group; `None` when no row lies between.
     pub(crate) fn scan(
         self: &Arc<Self>,
         def: &TableDef,
         columns: &[ColumnId],
-        from: &Bound<Vec<u8>>,
+        (from, to): (&Bound<Vec<u8>>, &Bound<Vec<u8>>),
         skip_groups: &dyn Fn(&Segment, usize) -> bool,
-    ) -> Result<SegmentBatches> {
+    ) -> Result<Option<SegmentBatches>> {
         let opened = self.opened()?;
-        let start = self.start_row(&opened, from)?;
-        let group = opened
-            .row_group_starts
-            .partition_point(|&first| first <= start)
-            .saturating_sub(1);
+        // A bounded scan finds its ends in the key columns; a full scan does
+        // not load them.
+        let (start, end, distinct) = match (from, to) {
+            (Bound::Unbounded, Bound::Unbounded) => (0, opened.index.len(), false),
+            _ => {
+                let keys = self.keys(&opened)?;
+                let start = self.start_row(&opened, &keys, from);
+                let end = self.end_row(&opened, &keys, to).max(start);
+                (start, end, keys.distinct)
+            }
+        };
+        if start == end {
+            return Ok(None);
+        }
+        let group = opened.group_of(start);
         let defs = columns
             .iter()
             .map(|id| {
@@ -417,30 +575,27 @@ impl Segment {
                     })
             })
             .collect::<Result<Vec<_>>>()?;
-        let full = super::writer::segment_schema(def);
-        let system = full.fields().iter().take(SYSTEM_COLUMNS).cloned();
-        let table = defs.iter().map(|d| {
-            Arc::new(Field::new(
-                super::column_name(d.id),
-                d.data_type.arrow_type(),
-                true,
-            ))
-        });
-        let schema = Arc::new(Schema::new(system.chain(table).collect::<Vec<FieldRef>>()));
-        let skip = start - opened.row_group_starts[group];
+        let system = super::writer::system_fields().into_iter();
+        let table = defs
+            .iter()
+            .map(|d| Field::new(super::column_name(d.id), d.data_type.arrow_type(), true));
+        let schema = Arc::new(Schema::new(system.chain(table).collect::<Vec<Field>>()));
+        let last = opened.group_of(end.saturating_sub(1).max(start));
         let groups = opened.row_group_starts.len() - 1;
         let skipped = (0..groups)
-            .map(|g| g >= group && skip_groups(self, g))
+            .map(|g| (group..=last).contains(&g) && skip_groups(self, g))
             .collect();
-        Ok(SegmentBatches {
+        Ok(Some(SegmentBatches {
             segment: self.clone(),
             opened,
-            next_group: group,
-            skip,
+            next_row: start,
+            end_row: end,
+            cached: end - start <= CACHED_SCAN_ROWS,
+            distinct,
             defs,
             schema,
             skipped,
-        })
+        }))
     }
 
     /// The zone map of `column` in row group `group`; `None` when the
@@ -516,11 +671,14 @@ impl Segment {
             )),
         ];
         let groups = opened.row_group_starts.len() - 1;
+        let rows = opened.index.len();
         let batches = SegmentBatches {
             segment: self.clone(),
             opened,
-            next_group: 0,
-            skip: 0,
+            next_row: 0,
+            end_row: rows,
+            cached: false,
+            distinct: false,
             defs: Vec::new(),
             schema: Arc::new(Schema::new(fields)),
             skipped: vec![false; groups],
@@ -534,22 +692,10 @@ impl Segment {
     /// All table columns of `row`, for point reads.
     pub(crate) fn row(&self, def: &TableDef, row: usize) -> Result<Vec<Value>> {
         let opened = self.opened()?;
-        let group = opened
-            .row_group_starts
-            .partition_point(|&first| first <= row)
-            .saturating_sub(1);
-        let offset = row - opened.row_group_starts[group];
-        let batch = self
-            .cache
-            .get_or_load(CacheKey::RowGroup(self.meta.id, group), || {
-                let roots = (0..SYSTEM_COLUMNS + opened.columns.len()).collect();
-                let batch = self
-                    .read(&opened, vec![group], roots)?
-                    .pop()
-                    .ok_or_else(|| self.corrupt("empty row group"))?;
-                let size = batch.get_array_memory_size();
-                Ok((batch, size))
-            })?;
+        let group = opened.group_of(row);
+        let in_group = row - opened.row_group_starts[group];
+        let batch = self.block(&opened, group, in_group / BLOCK_ROWS)?;
+        let offset = in_group % BLOCK_ROWS;
         def.columns
             .iter()
             .map(|column| match opened.columns.get(&column.id) {
@@ -562,16 +708,20 @@ impl Segment {
     }
 }
 
-/// Row groups of a scan: each batch holds `_key`, `_ts`, `_deleted`, then
+/// The rows of a scan: each batch holds `_key`, `_ts`, `_deleted`, then
 /// the requested table columns (a column the segment predates holds its
 /// missing value).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct SegmentBatches {
     segment: Arc<Segment>,
     opened: Arc<Opened>,
-    next_group: usize,
-    /// Rows to drop from the front of the next batch.
-    skip: usize,
+    /// The next row to return, and the end of the scan's rows.
+    next_row: usize,
+    end_row: usize,
+    /// Read through the block cache (a short scan), not straight from the file.
+    cached: bool,
+    /// Known: no key of the segment has more than one version.
+    distinct: bool,
     defs: Vec<ColumnDef>,
     schema: SchemaRef,
     /// Row groups pruned by zone maps.
@@ -583,42 +733,84 @@ impl Iterator for SegmentBatches {
 
     fn next(&mut self) -> Option<Result<RecordBatch>> {
         loop {
-            if self.next_group + 1 >= self.opened.row_group_starts.len() {
+            if self.next_row >= self.end_row {
                 return None;
             }
-            let group = self.next_group;
-            self.next_group += 1;
+            let group = self.opened.group_of(self.next_row);
+            let group_start = self.opened.row_group_starts[group];
+            let group_end = self.opened.row_group_starts[group + 1];
             if self.skipped[group] {
-                self.skip = 0;
+                self.next_row = group_end;
                 continue;
             }
-            return Some(self.read_group(group));
+            let in_group = self.next_row - group_start;
+            let batch = if self.cached {
+                let block = in_group / BLOCK_ROWS;
+                let block_start = block * BLOCK_ROWS;
+                let end = (self.end_row - group_start).min(block_start + BLOCK_ROWS);
+                self.next_row = group_start + end;
+                self.segment
+                    .block(&self.opened, group, block)
+                    .and_then(|b| {
+                        self.assemble(&b, in_group - block_start..end - block_start, None)
+                    })
+            } else {
+                let end = self.end_row.min(group_end) - group_start;
+                self.next_row = group_start + end;
+                self.read_group(group, in_group..end)
+            };
+            return Some(batch);
         }
     }
 }
 
 impl SegmentBatches {
-    fn read_group(&mut self, group: usize) -> Result<RecordBatch> {
-        let present: Vec<usize> = self
+    /// Whether the scan is short enough to read through the block cache.
+    pub(crate) fn is_short(&self) -> bool {
+        self.cached
+    }
+
+    /// Whether every row is the only version of its key and visible at
+    /// `snapshot`, so only tombstones hide rows.
+    pub(crate) fn all_visible_at(&self, snapshot: u64) -> bool {
+        self.distinct && self.segment.meta.max_ts <= snapshot
+    }
+
+    /// Root positions in the file of the system columns and the requested
+    /// columns the segment holds, in file order.
+    fn roots(&self) -> Vec<usize> {
+        let present = self
             .defs
             .iter()
-            .filter_map(|c| self.opened.columns.get(&c.id).copied())
-            .collect();
-        let mut roots: Vec<usize> = (0..SYSTEM_COLUMNS).chain(present.iter().copied()).collect();
+            .filter_map(|c| self.opened.columns.get(&c.id).copied());
+        let mut roots: Vec<usize> = (0..SYSTEM_COLUMNS).chain(present).collect();
         roots.sort_unstable();
+        roots
+    }
+
+    fn read_group(&self, group: usize, rows: Range<usize>) -> Result<RecordBatch> {
+        let roots = self.roots();
         let batch = self
             .segment
-            .read(&self.opened, vec![group], roots.clone())?
-            .pop()
-            .ok_or_else(|| self.segment.corrupt("empty row group"))?;
-        let skip = std::mem::take(&mut self.skip).min(batch.num_rows());
-        let batch = batch.slice(skip, batch.num_rows() - skip);
-        // The projected batch holds the roots in file order.
-        let column = |position: usize| {
-            roots
+            .read_rows(&self.opened, group, rows.clone(), roots.clone())?;
+        self.assemble(&batch, 0..rows.len(), Some(&roots))
+    }
+
+    /// The scan's batch of rows `rows` of `batch`, which holds the root
+    /// columns `roots` (every column when `None`) in file order.
+    fn assemble(
+        &self,
+        batch: &RecordBatch,
+        rows: Range<usize>,
+        roots: Option<&[usize]>,
+    ) -> Result<RecordBatch> {
+        let batch = batch.slice(rows.start, rows.len());
+        let column = |position: usize| match roots {
+            None => batch.columns().get(position).cloned(),
+            Some(roots) => roots
                 .iter()
                 .position(|&r| r == position)
-                .map(|i| batch.column(i).clone())
+                .map(|i| batch.column(i).clone()),
         };
         let mut columns: Vec<ArrayRef> = (0..SYSTEM_COLUMNS).filter_map(column).collect();
         for def in &self.defs {
@@ -651,6 +843,12 @@ impl RowCursor {
             row: 0,
             generation: 0,
         }
+    }
+
+    /// A copy of the batches still to come, if the cursor has not loaded
+    /// any yet.
+    pub(crate) fn fresh_batches(&self) -> Option<SegmentBatches> {
+        (self.generation == 0).then(|| self.batches.clone())
     }
 
     /// Whether there is a current row, loading the next batch if needed.

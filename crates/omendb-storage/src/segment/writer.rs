@@ -20,7 +20,8 @@ use parquet::schema::types::ColumnPath;
 
 use super::key_space::KeySpace;
 use super::{
-    DELETED_COLUMN, KEY_COLUMN, ROW_GROUP_ROWS, SegmentMeta, TS_COLUMN, column_name, segment_path,
+    BLOCK_ROWS, DELETED_COLUMN, DICTIONARY_PAGE_BYTES, KEY_COLUMN, ROW_GROUP_ROWS, SYSTEM_COLUMNS,
+    SegmentMeta, TS_COLUMN, column_name, segment_path,
 };
 use crate::catalog::TableDef;
 use crate::error::{Result, StorageError};
@@ -39,11 +40,7 @@ const BATCH_ROWS: usize = 8192;
 
 /// The Arrow schema of `def`'s segments.
 pub(crate) fn segment_schema(def: &TableDef) -> SchemaRef {
-    let mut fields = vec![
-        Field::new(KEY_COLUMN, ArrowType::Binary, false),
-        Field::new(TS_COLUMN, ArrowType::UInt64, false),
-        Field::new(DELETED_COLUMN, ArrowType::Boolean, false),
-    ];
+    let mut fields = system_fields().to_vec();
     // Tombstones leave every table column empty, so all are nullable here.
     fields.extend(
         def.columns
@@ -51,6 +48,15 @@ pub(crate) fn segment_schema(def: &TableDef) -> SchemaRef {
             .map(|c| Field::new(column_name(c.id), c.data_type.arrow_type(), true)),
     );
     Arc::new(Schema::new(fields))
+}
+
+/// The fields of the system columns, which every segment starts with.
+pub(crate) fn system_fields() -> [Field; SYSTEM_COLUMNS] {
+    [
+        Field::new(KEY_COLUMN, ArrowType::Binary, false),
+        Field::new(TS_COLUMN, ArrowType::UInt64, false),
+        Field::new(DELETED_COLUMN, ArrowType::Boolean, false),
+    ]
 }
 
 /// Counts bytes and their CRC-32C on the way to the file.
@@ -111,9 +117,17 @@ impl SegmentWriter {
         let file = fs.create(&path).map_err(|e| StorageError::io(&path, e))?;
         let schema = segment_schema(&def);
         let ts = ColumnPath::from(TS_COLUMN);
+        // Pages of at most a block, located by the offset index (always
+        // written), let a point read decode one page per column. A small
+        // dictionary page keeps that cheap too: every read of a column
+        // chunk decodes its dictionary first. Keys are unique, so never
+        // dictionary-encoded.
         let props = WriterProperties::builder()
             .set_compression(Compression::LZ4_RAW)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_data_page_row_count_limit(BLOCK_ROWS)
+            .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
+            .set_column_dictionary_enabled(ColumnPath::from(KEY_COLUMN), false)
             .set_column_dictionary_enabled(ts.clone(), false)
             .set_column_encoding(ts, Encoding::DELTA_BINARY_PACKED);
         let sink = BufWriter::with_capacity(
