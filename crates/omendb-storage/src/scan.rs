@@ -10,8 +10,12 @@
 //!            rows from segment batches picked with `interleave`
 //! ```
 //!
-//! Memory stays bounded: memtables are read in chunks, segments a row group
-//! at a time, output in batches of [`ScanRequest::batch_rows`].
+//! When only segments hold rows in range and no two of them share a key
+//! there, their batches pass straight through, cut to the range and
+//! filtered to the visible versions, with no per-row merge.
+//!
+//! Memory stays bounded: memtables are read in chunks, segments a block or
+//! a row group at a time, output in batches of [`ScanRequest::batch_rows`].
 //!
 //! Zone maps prune segment row groups that cannot match the request's
 //! predicates, but only where no older data lies under the row group's key
@@ -642,16 +646,15 @@ impl<'t> BatchScan<'t> {
     /// disjoint stretches of one device's readings).
     fn check_direct(&mut self) -> Result<()> {
         self.direct_checked = true;
+        let Some(snapshot) = self.segments.first().map(|c| c.snapshot) else {
+            return Ok(());
+        };
         let segments_only = self.own.peek().is_none()
             && self.hiding.is_empty()
             && self.memtables.iter_mut().all(|m| m.peek().is_none());
-        let Some(first) = self.segments.first() else {
-            return Ok(());
-        };
         if !segments_only {
             return Ok(());
         }
-        let snapshot = first.snapshot;
         let mut scans = Vec::with_capacity(self.segments.len());
         for cursor in &self.segments {
             match cursor.rows.fresh_batches() {
@@ -680,19 +683,18 @@ impl<'t> BatchScan<'t> {
                     runs.push(run);
                 }
             }
-            let key = |run: &[(RecordBatch, bool)], first: bool| {
-                let batch = if first {
-                    &run[0].0
-                } else {
-                    &run[run.len() - 1].0
-                };
-                let keys = batch.column(KEY).as_binary::<i32>();
-                keys.value(if first { 0 } else { keys.len() - 1 }).to_vec()
+            // Runs and their batches are non-empty (filtered above).
+            let first_key = |run: &[(RecordBatch, bool)]| {
+                run[0].0.column(KEY).as_binary::<i32>().value(0).to_vec()
             };
-            runs.sort_by_cached_key(|run| key(run, true));
+            let last_key = |run: &[(RecordBatch, bool)]| {
+                let keys = run[run.len() - 1].0.column(KEY).as_binary::<i32>();
+                keys.value(keys.len() - 1).to_vec()
+            };
+            runs.sort_by_cached_key(|run| first_key(run));
             let disjoint = runs
                 .windows(2)
-                .all(|pair| key(&pair[0], false) < key(&pair[1], true));
+                .all(|pair| last_key(&pair[0]) < first_key(&pair[1]));
             if !disjoint {
                 return Ok(());
             }
