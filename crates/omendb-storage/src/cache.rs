@@ -21,12 +21,14 @@ pub(crate) enum CacheKey {
     /// All columns of one block of a segment: (segment, row group, block
     /// within the group).
     Block(u64, usize, usize),
+    /// One page of a segment's row file: (segment, page number).
+    RowPage(u64, u64),
 }
 
 impl CacheKey {
     fn segment(&self) -> u64 {
         match self {
-            CacheKey::Keys(id) | CacheKey::Block(id, _, _) => *id,
+            CacheKey::Keys(id) | CacheKey::Block(id, _, _) | CacheKey::RowPage(id, _) => *id,
         }
     }
 }
@@ -154,7 +156,7 @@ impl Inner {
         let block = self
             .by_use
             .values()
-            .find(|k| matches!(k, CacheKey::Block(..)));
+            .find(|k| !matches!(k, CacheKey::Keys(..)));
         match block {
             Some(&block) => Some(block),
             None if for_keys => self.by_use.values().next().copied(),

@@ -22,7 +22,7 @@ use arrow::datatypes::UInt64Type;
 use bytes::Bytes;
 
 use crate::catalog::TableDef;
-use crate::error::{Result, StorageError};
+use crate::error::Result;
 use crate::io::FileSystem;
 use crate::segment::{
     DELETED, KEY, RowCursor, SYSTEM_COLUMNS, Segment, SegmentMeta, SegmentWriter, TS,
@@ -138,9 +138,7 @@ pub(crate) fn merge(
     }
     if writer.is_empty() {
         // Everything was garbage: no segment replaces the run.
-        let path = writer.path().to_path_buf();
-        drop(writer);
-        fs.remove(&path).map_err(|e| StorageError::io(&path, e))?;
+        writer.discard(fs)?;
         return Ok(None);
     }
     writer.finish().map(Some)

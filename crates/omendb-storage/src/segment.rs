@@ -1,17 +1,20 @@
 //! Immutable segments: one table's versions, sorted by key, as a Parquet
-//! file with the learned index in its footer. Layout and invariants:
+//! file with the learned index in its footer, and the same versions
+//! row-encoded in a row file for point reads. Layout and invariants:
 //! `docs/design/segment-format.md`.
 //!
 //! ```text
 //!  flush / compaction ── write_segment ──► segments/<id>.parquet (+ CRC-32C in the manifest)
+//!                                          segments/<id>.rows    (+ CRC-32C in the footer)
 //!  point get ── Segment::find: key columns from the cache, learned index, versions;
-//!               the row's values from its cached block (one page per column)
+//!               the row's values from the row file (cached 4 KiB pages)
 //!  scans     ── Segment::scan: the rows between the range's bounds, as cached
 //!               blocks (short ranges) or projected row groups (long ones)
 //! ```
 
 mod key_space;
 mod reader;
+mod row_file;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -71,9 +74,12 @@ pub(crate) fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.parquet"))
 }
 
-/// The id of a segment file name, if it is one.
+/// The id of the segment a file name belongs to (its Parquet file or its
+/// row file), if it is one.
 pub(crate) fn segment_id(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".parquet")?;
+    let digits = name
+        .strip_suffix(".parquet")
+        .or_else(|| name.strip_suffix(".rows"))?;
     (digits.len() == 20).then(|| digits.parse().ok()).flatten()
 }
 

@@ -1,13 +1,13 @@
 //! Reading a segment.
 //!
-//! Opening checks the file against the manifest (length, CRC-32C) and the
+//! Opening checks the file against the manifest (length, CRC-32C), the
 //! footer against itself (version, table, key space, learned index, row
-//! counts); any mismatch is a corruption error naming the file. After
-//! that, lookups use the cached key columns and point reads cached decoded
-//! blocks. Scans find both ends of their key range with the learned index
-//! and read only the rows between: short ranges through the block cache,
-//! long ones a row group at a time straight from the file (so a full scan
-//! does not flush the cache).
+//! counts) and the row file against the footer; any mismatch is a
+//! corruption error naming the file. After that, lookups use the cached
+//! key columns and point reads the row file. Scans find both ends of their
+//! key range with the learned index and read only the rows between: short
+//! ranges through the block cache, long ones a row group at a time straight
+//! from the file (so a full scan does not flush the cache).
 
 use std::collections::HashMap;
 use std::io::BufReader;
@@ -33,7 +33,10 @@ use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::reader::{ChunkReader, Length};
 
 use super::key_space::KeySpace;
-use super::writer::{META_INDEX, META_KEY_SPACE, META_TABLE, META_VERSION};
+use super::row_file::{RowFile, RowFileSummary, crc_of, row_file_path};
+use super::writer::{
+    FORMAT_VERSION, META_INDEX, META_KEY_SPACE, META_ROW_FILE, META_TABLE, META_VERSION,
+};
 use super::{
     BLOCK_ROWS, DELETED, KEY, ROW_GROUP_ROWS, SYSTEM_COLUMNS, SegmentMeta, TS, segment_path,
 };
@@ -42,6 +45,7 @@ use crate::catalog::{ColumnDef, ColumnId, TableDef};
 use crate::error::{Result, StorageError};
 use crate::index::learned::{LearnedIndex, search};
 use crate::io::{FileSystem, ReadFile};
+use crate::txn::decode_checked;
 use crate::types::{ColumnBuilder, Value, value_at};
 
 /// What a row group's statistics say of one column.
@@ -81,6 +85,7 @@ impl Drop for Segment {
             // A file left behind by a failed removal is an orphan: the next
             // open deletes it.
             let _ = self.fs.remove(&self.path);
+            let _ = self.fs.remove(&self.row_file_path());
         }
     }
 }
@@ -88,6 +93,7 @@ impl Drop for Segment {
 #[derive(Debug)]
 struct Opened {
     file: Arc<dyn ReadFile>,
+    row_file: RowFile,
     metadata: ArrowReaderMetadata,
     space: KeySpace,
     index: LearnedIndex,
@@ -199,6 +205,10 @@ impl Segment {
         self.obsolete.store(true, Ordering::Release);
     }
 
+    fn row_file_path(&self) -> PathBuf {
+        row_file_path(self.path.parent().unwrap_or(Path::new("")), self.meta.id)
+    }
+
     fn corrupt(&self, detail: impl Into<String>) -> StorageError {
         StorageError::corruption("segment", &self.path, 0, detail)
     }
@@ -236,16 +246,7 @@ impl Segment {
                 self.meta.bytes
             )));
         }
-        let mut crc = 0;
-        let mut buf = vec![0; 1 << 20];
-        let mut offset = 0;
-        while offset < file.len() {
-            let n = (file.len() - offset).min(buf.len() as u64) as usize;
-            file.read_exact_at(offset, &mut buf[..n])
-                .map_err(|e| StorageError::io(&self.path, e))?;
-            crc = crc32c::crc32c_append(crc, &buf[..n]);
-            offset += n as u64;
-        }
+        let crc = crc_of(file.as_ref()).map_err(|e| StorageError::io(&self.path, e))?;
         if crc != self.meta.crc {
             return Err(self.corrupt(format!(
                 "checksum mismatch: file {crc:#010x}, manifest {:#010x}",
@@ -266,7 +267,7 @@ impl Segment {
             .flatten()
             .filter_map(|kv| kv.value.as_deref().map(|v| (kv.key.as_str(), v)))
             .collect();
-        if kv.get(META_VERSION) != Some(&"1") {
+        if kv.get(META_VERSION) != Some(&FORMAT_VERSION) {
             return Err(self.corrupt("missing or unknown segment version"));
         }
         if kv.get(META_TABLE).and_then(|t| t.parse::<u64>().ok()) != Some(self.meta.table) {
@@ -282,6 +283,17 @@ impl Segment {
             .ok_or_else(|| self.corrupt("missing or malformed learned index"))?;
         let index =
             LearnedIndex::from_bytes(&index_bytes).map_err(|e| self.corrupt(e.to_string()))?;
+
+        let row_summary = kv
+            .get(META_ROW_FILE)
+            .and_then(|text| {
+                let (bytes, crc) = text.split_once(' ')?;
+                Some(RowFileSummary {
+                    bytes: bytes.parse().ok()?,
+                    crc: crc.parse().ok()?,
+                })
+            })
+            .ok_or_else(|| self.corrupt("missing or malformed row file summary"))?;
 
         let mut row_group_starts = vec![0usize];
         for group in metadata.metadata().row_groups() {
@@ -317,8 +329,15 @@ impl Segment {
             let id = id.ok_or_else(|| self.corrupt(format!("unknown column {}", field.name())))?;
             columns.insert(id, position);
         }
+        let row_file = RowFile::open(
+            self.fs.as_ref(),
+            self.row_file_path(),
+            row_summary,
+            self.meta.rows,
+        )?;
         Ok(Opened {
             file,
+            row_file,
             metadata,
             space,
             index,
@@ -463,8 +482,12 @@ impl Segment {
             return Ok(None);
         }
         let opened = self.opened()?;
-        let keys = self.keys(&opened)?;
         let wanted = opened.space.index_key(key);
+        // A packed space knows a key outside its column ranges is absent.
+        if opened.space.is_packed() && !wanted.exact {
+            return Ok(None);
+        }
+        let keys = self.keys(&opened)?;
         let rows = keys.index_keys.len();
         let mut i = opened.index.lower_bound(&keys.index_keys, wanted.key);
         let same: Box<dyn Fn(usize) -> bool + '_> = match &keys.full {
@@ -575,11 +598,22 @@ impl Segment {
                     })
             })
             .collect::<Result<Vec<_>>>()?;
-        let system = super::writer::system_fields().into_iter();
-        let table = defs
+        // The file's own fields where it has the column: no per-scan names.
+        let file_fields = opened.metadata.schema().fields();
+        let table = defs.iter().map(|d| match opened.columns.get(&d.id) {
+            Some(&position) => file_fields[position].clone(),
+            None => Arc::new(Field::new(
+                super::column_name(d.id),
+                d.data_type.arrow_type(),
+                true,
+            )),
+        });
+        let fields: Vec<FieldRef> = file_fields[..SYSTEM_COLUMNS]
             .iter()
-            .map(|d| Field::new(super::column_name(d.id), d.data_type.arrow_type(), true));
-        let schema = Arc::new(Schema::new(system.chain(table).collect::<Vec<Field>>()));
+            .cloned()
+            .chain(table)
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
         let last = opened.group_of(end.saturating_sub(1).max(start));
         let groups = opened.row_group_starts.len() - 1;
         let skipped = (0..groups)
@@ -689,22 +723,12 @@ impl Segment {
         })
     }
 
-    /// All table columns of `row`, for point reads.
+    /// All table columns of `row`, for point reads: from the row file, so
+    /// a read touches two small pages, cached or not.
     pub(crate) fn row(&self, def: &TableDef, row: usize) -> Result<Vec<Value>> {
         let opened = self.opened()?;
-        let group = opened.group_of(row);
-        let in_group = row - opened.row_group_starts[group];
-        let batch = self.block(&opened, group, in_group / BLOCK_ROWS)?;
-        let offset = in_group % BLOCK_ROWS;
-        def.columns
-            .iter()
-            .map(|column| match opened.columns.get(&column.id) {
-                Some(&position) => {
-                    value_at(batch.column(position).as_ref(), offset, &column.data_type)
-                }
-                None => Ok(column.missing.clone()),
-            })
-            .collect()
+        let bytes = opened.row_file.row(&self.cache, self.meta.id, row)?;
+        decode_checked(def, &bytes)
     }
 }
 

@@ -19,6 +19,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 use super::key_space::KeySpace;
+use super::row_file::{RowFileWriter, row_file_path};
 use super::{
     BLOCK_ROWS, DELETED_COLUMN, DICTIONARY_PAGE_BYTES, KEY_COLUMN, ROW_GROUP_ROWS, SYSTEM_COLUMNS,
     SegmentMeta, TS_COLUMN, column_name, segment_path,
@@ -27,13 +28,17 @@ use crate::catalog::TableDef;
 use crate::error::{Result, StorageError};
 use crate::index::learned::LearnedIndex;
 use crate::io::{FileSystem, WriteFile};
-use crate::types::{ColumnBuilder, Value};
+use crate::types::{ColumnBuilder, DataType, Value, encode_row};
 
 /// Footer metadata keys.
 pub(crate) const META_VERSION: &str = "omendb.segment_version";
 pub(crate) const META_TABLE: &str = "omendb.table";
 pub(crate) const META_KEY_SPACE: &str = "omendb.key_space";
 pub(crate) const META_INDEX: &str = "omendb.learned_index";
+pub(crate) const META_ROW_FILE: &str = "omendb.row_file";
+
+/// The segment format version the footer carries.
+pub(crate) const FORMAT_VERSION: &str = "2";
 
 /// Rows buffered before they go to the Parquet writer.
 const BATCH_ROWS: usize = 8192;
@@ -57,6 +62,42 @@ pub(crate) fn system_fields() -> [Field; SYSTEM_COLUMNS] {
         Field::new(TS_COLUMN, ArrowType::UInt64, false),
         Field::new(DELETED_COLUMN, ArrowType::Boolean, false),
     ]
+}
+
+/// How `def`'s segments are encoded. Pages hold at most a block and the
+/// offset index (always written) locates them, so a point read decodes one
+/// page per column. Fixed-width columns are stored plain and uncompressed:
+/// decoding such a page is a copy, which keeps a block-cache miss cheap.
+/// Variable-width columns are LZ4-compressed, with a dictionary page small
+/// enough to decode on every read of the column chunk. The system columns
+/// are never dictionary-encoded (keys are unique) and never compressed.
+fn writer_properties(def: &TableDef) -> WriterProperties {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::UNCOMPRESSED)
+        .set_dictionary_enabled(false)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_data_page_row_count_limit(BLOCK_ROWS)
+        .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
+        .set_column_encoding(ColumnPath::from(TS_COLUMN), Encoding::DELTA_BINARY_PACKED);
+    for column in &def.columns {
+        if !is_fixed_width(&column.data_type) {
+            let path = ColumnPath::from(column_name(column.id));
+            props = props
+                .set_column_compression(path.clone(), Compression::LZ4_RAW)
+                .set_column_dictionary_enabled(path, true);
+        }
+    }
+    props.build()
+}
+
+/// Whether values of `ty` have one width (their pages need no decoding).
+/// Vectors count: they are lists of a fixed length of floats, which do not
+/// compress.
+fn is_fixed_width(ty: &DataType) -> bool {
+    !matches!(
+        ty,
+        DataType::Text { .. } | DataType::Bytea | DataType::Jsonb
+    )
 }
 
 /// Counts bytes and their CRC-32C on the way to the file.
@@ -86,6 +127,9 @@ pub(crate) struct SegmentWriter {
     path: PathBuf,
     schema: SchemaRef,
     writer: ArrowWriter<BufWriter<Sink>>,
+    row_file: RowFileWriter,
+    /// Scratch space for encoding one row.
+    row: Vec<u8>,
     keys: Vec<Bytes>,
     key_builder: BinaryBuilder,
     ts_builder: UInt64Builder,
@@ -116,20 +160,7 @@ impl SegmentWriter {
         let path = segment_path(dir, id);
         let file = fs.create(&path).map_err(|e| StorageError::io(&path, e))?;
         let schema = segment_schema(&def);
-        let ts = ColumnPath::from(TS_COLUMN);
-        // Pages of at most a block, located by the offset index (always
-        // written), let a point read decode one page per column. A small
-        // dictionary page keeps that cheap too: every read of a column
-        // chunk decodes its dictionary first. Keys are unique, so never
-        // dictionary-encoded.
-        let props = WriterProperties::builder()
-            .set_compression(Compression::LZ4_RAW)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_data_page_row_count_limit(BLOCK_ROWS)
-            .set_dictionary_page_size_limit(DICTIONARY_PAGE_BYTES)
-            .set_column_dictionary_enabled(ColumnPath::from(KEY_COLUMN), false)
-            .set_column_dictionary_enabled(ts.clone(), false)
-            .set_column_encoding(ts, Encoding::DELTA_BINARY_PACKED);
+        let props = writer_properties(&def);
         let sink = BufWriter::with_capacity(
             1 << 20,
             Sink {
@@ -138,19 +169,22 @@ impl SegmentWriter {
                 bytes: 0,
             },
         );
-        let writer = ArrowWriter::try_new(sink, schema.clone(), Some(props.build()))
+        let writer = ArrowWriter::try_new(sink, schema.clone(), Some(props))
             .map_err(|e| StorageError::internal(format!("creating {}: {e}", path.display())))?;
         let columns = def
             .columns
             .iter()
             .map(|c| ColumnBuilder::new(&c.data_type, BATCH_ROWS))
             .collect();
+        let row_file = RowFileWriter::create(fs, row_file_path(dir, id))?;
         Ok(SegmentWriter {
             def,
             id,
             path,
             schema,
             writer,
+            row_file,
+            row: Vec::new(),
             keys: Vec::new(),
             key_builder: BinaryBuilder::new(),
             ts_builder: UInt64Builder::new(),
@@ -174,11 +208,14 @@ impl SegmentWriter {
         self.key_builder.append_value(&key);
         self.ts_builder.append_value(ts);
         self.deleted_builder.append_value(values.is_none());
+        self.row.clear();
         match values {
             Some(values) => {
                 for (builder, value) in self.columns.iter_mut().zip(values) {
                     builder.append(value)?;
                 }
+                let ids = self.def.columns.iter().map(|c| c.id);
+                encode_row(ids.zip(values), &mut self.row);
             }
             None => {
                 for builder in &mut self.columns {
@@ -186,6 +223,7 @@ impl SegmentWriter {
                 }
             }
         }
+        self.row_file.push(&self.row)?;
         self.keys.push(key);
         self.min_ts = self.min_ts.min(ts);
         self.max_ts = self.max_ts.max(ts);
@@ -201,9 +239,15 @@ impl SegmentWriter {
         self.keys.is_empty()
     }
 
-    /// The file being written.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
+    /// Abandons the segment, removing what was written of its files.
+    pub(crate) fn discard(self, fs: &dyn FileSystem) -> Result<()> {
+        let dir = self.path.parent().unwrap_or(Path::new(""));
+        let paths = [self.path.clone(), row_file_path(dir, self.id)];
+        drop(self);
+        for path in paths {
+            fs.remove(&path).map_err(|e| StorageError::io(&path, e))?;
+        }
+        Ok(())
     }
 
     fn write_batch(&mut self) -> Result<()> {
@@ -245,8 +289,10 @@ impl SegmentWriter {
             StorageError::internal(format!("learned index of {}: {e}", self.path.display()))
         })?;
         let encoded = base64::engine::general_purpose::STANDARD.encode(index.to_bytes());
+        let rows = self.row_file.finish()?;
         for (key, value) in [
-            (META_VERSION, "1".to_string()),
+            (META_VERSION, FORMAT_VERSION.to_string()),
+            (META_ROW_FILE, format!("{} {}", rows.bytes, rows.crc)),
             (META_TABLE, self.def.id.to_string()),
             (META_KEY_SPACE, space.to_text()),
             (META_INDEX, encoded),

@@ -1,0 +1,332 @@
+//! A segment's row file: every version's values, row-encoded and
+//! addressable by row number, so a point read is two small reads (the
+//! row's offsets, then its bytes, each through 4 KiB pages in the cache)
+//! however large the segment, instead of decoding a Parquet page per
+//! column. The Parquet file stays the column store scans read; this is
+//! the row store point reads use.
+//!
+//! ```text
+//!  header   "OMENROWS" u32 version=1 u32 0
+//!  rows     row 0 | row 1 | ...        (`types/row_codec.rs`; a tombstone is empty)
+//!  offsets  u64 LE x (rows + 1)        (file offsets: row i is offsets[i]..offsets[i+1])
+//!  trailer  u64 offsets_start  u64 rows  "OMENROWS"
+//! ```
+//!
+//! The Parquet footer records the row file's length and CRC-32C, and the
+//! manifest records the Parquet file's, so opening checks both.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::cache::{Cache, CacheKey};
+use crate::error::{Result, StorageError};
+use crate::io::{FileSystem, ReadFile, WriteFile};
+
+const MAGIC: &[u8; 8] = b"OMENROWS";
+const VERSION: u32 = 1;
+const HEADER_BYTES: u64 = 16;
+const TRAILER_BYTES: u64 = 24;
+/// Reads go through the cache in pages of this many bytes.
+const PAGE_BYTES: u64 = 4096;
+/// Bytes buffered before a write to the file.
+const WRITE_BUFFER: usize = 1 << 20;
+
+/// The row file of segment `id` in the segment directory `dir`.
+pub(crate) fn row_file_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.rows"))
+}
+
+/// Length and CRC-32C of a finished row file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RowFileSummary {
+    pub bytes: u64,
+    pub crc: u32,
+}
+
+/// Writes a row file, one row at a time in segment order.
+pub(crate) struct RowFileWriter {
+    path: PathBuf,
+    file: Box<dyn WriteFile>,
+    buffer: Vec<u8>,
+    /// Where each row starts; the next row's start last.
+    offsets: Vec<u64>,
+    written: u64,
+    crc: u32,
+}
+
+impl RowFileWriter {
+    pub(crate) fn create(fs: &dyn FileSystem, path: PathBuf) -> Result<RowFileWriter> {
+        let file = fs.create(&path).map_err(|e| StorageError::io(&path, e))?;
+        let mut buffer = Vec::with_capacity(WRITE_BUFFER);
+        buffer.extend_from_slice(MAGIC);
+        buffer.extend_from_slice(&VERSION.to_le_bytes());
+        buffer.extend_from_slice(&0u32.to_le_bytes());
+        Ok(RowFileWriter {
+            path,
+            file,
+            buffer,
+            offsets: vec![HEADER_BYTES],
+            written: 0,
+            crc: 0,
+        })
+    }
+
+    /// Appends the next row's encoded bytes (empty for a tombstone).
+    pub(crate) fn push(&mut self, row: &[u8]) -> Result<()> {
+        self.put(row)?;
+        self.offsets.push(self.written + self.buffer.len() as u64);
+        Ok(())
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.buffer.extend_from_slice(bytes);
+        if self.buffer.len() >= WRITE_BUFFER {
+            self.drain()?;
+        }
+        Ok(())
+    }
+
+    fn drain(&mut self) -> Result<()> {
+        self.file
+            .write_all(&self.buffer)
+            .map_err(|e| StorageError::io(&self.path, e))?;
+        self.crc = crc32c::crc32c_append(self.crc, &self.buffer);
+        self.written += self.buffer.len() as u64;
+        self.buffer.clear();
+        Ok(())
+    }
+
+    /// Writes the offsets and trailer and syncs the file. The directory
+    /// entry is the caller's to sync.
+    pub(crate) fn finish(mut self) -> Result<RowFileSummary> {
+        let offsets_start = self.written + self.buffer.len() as u64;
+        let rows = self.offsets.len() as u64 - 1;
+        for offset in std::mem::take(&mut self.offsets) {
+            self.put(&offset.to_le_bytes())?;
+        }
+        self.put(&offsets_start.to_le_bytes())?;
+        self.put(&rows.to_le_bytes())?;
+        self.put(MAGIC)?;
+        self.drain()?;
+        self.file
+            .sync()
+            .map_err(|e| StorageError::io(&self.path, e))?;
+        Ok(RowFileSummary {
+            bytes: self.written,
+            crc: self.crc,
+        })
+    }
+}
+
+/// An open row file, checked against its summary.
+#[derive(Debug)]
+pub(crate) struct RowFile {
+    path: PathBuf,
+    file: Arc<dyn ReadFile>,
+    offsets_start: u64,
+    rows: u64,
+}
+
+impl RowFile {
+    /// Opens the row file at `path`, which must match `summary` and hold
+    /// `rows` rows.
+    pub(crate) fn open(
+        fs: &dyn FileSystem,
+        path: PathBuf,
+        summary: RowFileSummary,
+        rows: u64,
+    ) -> Result<RowFile> {
+        let file = fs
+            .open_read(&path)
+            .map_err(|e| StorageError::io(&path, e))?;
+        let corrupt =
+            |offset, detail: String| StorageError::corruption("row file", &path, offset, detail);
+        if file.len() != summary.bytes {
+            return Err(corrupt(
+                0,
+                format!("{} bytes, the segment says {}", file.len(), summary.bytes),
+            ));
+        }
+        let crc = crc_of(file.as_ref()).map_err(|e| StorageError::io(&path, e))?;
+        if crc != summary.crc {
+            return Err(corrupt(
+                0,
+                format!(
+                    "checksum mismatch: file {crc:#010x}, segment {:#010x}",
+                    summary.crc
+                ),
+            ));
+        }
+        if file.len() < HEADER_BYTES + TRAILER_BYTES {
+            return Err(corrupt(0, "shorter than its header and trailer".into()));
+        }
+        let mut header = [0u8; HEADER_BYTES as usize];
+        let mut trailer = [0u8; TRAILER_BYTES as usize];
+        let trailer_at = file.len() - TRAILER_BYTES;
+        file.read_exact_at(0, &mut header)
+            .and_then(|()| file.read_exact_at(trailer_at, &mut trailer))
+            .map_err(|e| StorageError::io(&path, e))?;
+        let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or([0; 8]));
+        if &header[..8] != MAGIC
+            || header[8..12] != VERSION.to_le_bytes()
+            || &trailer[16..] != MAGIC
+        {
+            return Err(corrupt(0, "bad magic or unknown version".into()));
+        }
+        let (offsets_start, stored_rows) = (word(&trailer[..8]), word(&trailer[8..16]));
+        if stored_rows != rows || offsets_start.checked_add((rows + 1) * 8) != Some(trailer_at) {
+            return Err(corrupt(
+                trailer_at,
+                format!("trailer says {stored_rows} rows at {offsets_start}, expected {rows}"),
+            ));
+        }
+        Ok(RowFile {
+            path,
+            file,
+            offsets_start,
+            rows,
+        })
+    }
+
+    /// The encoded bytes of row `row`, read through `cache` in pages, as
+    /// segment `segment`'s.
+    pub(crate) fn row(&self, cache: &Cache, segment: u64, row: usize) -> Result<Vec<u8>> {
+        if row as u64 >= self.rows {
+            return Err(StorageError::internal(format!(
+                "row {row} of {} rows in {}",
+                self.rows,
+                self.path.display()
+            )));
+        }
+        let at = self.offsets_start + row as u64 * 8;
+        let mut pair = [0u8; 16];
+        self.read(cache, segment, at, &mut pair)?;
+        let (mut start, mut end) = ([0u8; 8], [0u8; 8]);
+        start.copy_from_slice(&pair[..8]);
+        end.copy_from_slice(&pair[8..]);
+        let (start, end) = (u64::from_le_bytes(start), u64::from_le_bytes(end));
+        if start > end || end > self.offsets_start {
+            return Err(StorageError::corruption(
+                "row file",
+                &self.path,
+                at,
+                format!("row {row} spans {start}..{end}"),
+            ));
+        }
+        let mut bytes = vec![0; (end - start) as usize];
+        self.read(cache, segment, start, &mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Fills `buf` from `offset`, page by page from the cache.
+    fn read(&self, cache: &Cache, segment: u64, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            let position = offset + done as u64;
+            let number = position / PAGE_BYTES;
+            let page = cache.get_or_load(CacheKey::RowPage(segment, number), || {
+                let start = number * PAGE_BYTES;
+                let len = PAGE_BYTES.min(self.file.len() - start) as usize;
+                let mut page = vec![0; len];
+                self.file
+                    .read_exact_at(start, &mut page)
+                    .map_err(|e| StorageError::io(&self.path, e))?;
+                Ok((page, len))
+            })?;
+            let from = (position - number * PAGE_BYTES) as usize;
+            let n = (buf.len() - done).min(page.len().saturating_sub(from));
+            if n == 0 {
+                return Err(StorageError::corruption(
+                    "row file",
+                    &self.path,
+                    position,
+                    "read past the end",
+                ));
+            }
+            buf[done..done + n].copy_from_slice(&page[from..from + n]);
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// The CRC-32C of a whole file.
+pub(super) fn crc_of(file: &dyn ReadFile) -> std::io::Result<u32> {
+    let mut crc = 0;
+    let mut buf = vec![0; 1 << 20];
+    let mut offset = 0;
+    while offset < file.len() {
+        let n = (file.len() - offset).min(buf.len() as u64) as usize;
+        file.read_exact_at(offset, &mut buf[..n])?;
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        offset += n as u64;
+    }
+    Ok(crc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::fault::FaultFs;
+
+    const DIR: &str = "/rows";
+
+    /// Rows of varied lengths, some empty (tombstones), some longer than a
+    /// page, so reads cross page boundaries.
+    fn rows() -> Vec<Vec<u8>> {
+        (0..3000u32)
+            .map(|i| match i % 7 {
+                0 => Vec::new(),
+                3 => vec![i as u8; 5000],
+                _ => i.to_le_bytes().repeat(1 + i as usize % 5),
+            })
+            .collect()
+    }
+
+    fn write(fs: &FaultFs, rows: &[Vec<u8>]) -> RowFileSummary {
+        fs.create_dir_all(Path::new(DIR)).unwrap();
+        let mut writer = RowFileWriter::create(fs, row_file_path(Path::new(DIR), 1)).unwrap();
+        for row in rows {
+            writer.push(row).unwrap();
+        }
+        writer.finish().unwrap()
+    }
+
+    fn open(fs: &FaultFs, summary: RowFileSummary, rows: u64) -> Result<RowFile> {
+        RowFile::open(fs, row_file_path(Path::new(DIR), 1), summary, rows)
+    }
+
+    #[test]
+    fn every_row_reads_back_through_a_small_cache() {
+        let fs = FaultFs::new();
+        let rows = rows();
+        let summary = write(&fs, &rows);
+        let file = open(&fs, summary, rows.len() as u64).unwrap();
+        // Room for a few pages only: most reads miss and evict.
+        let cache = Cache::new(4 * PAGE_BYTES as usize);
+        for i in (0..rows.len()).rev().step_by(3).chain(0..rows.len()) {
+            assert_eq!(file.row(&cache, 1, i).unwrap(), rows[i], "row {i}");
+        }
+        assert!(
+            file.row(&cache, 1, rows.len()).is_err(),
+            "past the last row"
+        );
+    }
+
+    #[test]
+    fn a_flipped_bit_or_a_wrong_row_count_is_a_corruption_error_naming_the_file() {
+        let fs = FaultFs::new();
+        let rows = rows();
+        let summary = write(&fs, &rows);
+        let error = open(&fs, summary, rows.len() as u64 + 1).unwrap_err();
+        assert!(error.to_string().contains("expected 3001"), "{error}");
+        let path = row_file_path(Path::new(DIR), 1);
+        fs.corrupt(&path, 100, 0x04).unwrap();
+        let error = open(&fs, summary, rows.len() as u64).unwrap_err();
+        assert!(error.to_string().contains("checksum mismatch"), "{error}");
+        assert!(
+            error.to_string().contains("00000000000000000001.rows"),
+            "{error}"
+        );
+    }
+}
