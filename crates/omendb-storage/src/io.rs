@@ -73,6 +73,53 @@ pub trait ReadFile: Send + Sync + fmt::Debug {
     }
 }
 
+/// Appends to a file, counting the bytes and their CRC-32C on the way
+/// (for files whose checksum is recorded elsewhere). Unbuffered: wrap it in
+/// a `BufWriter`.
+#[derive(Debug)]
+pub(crate) struct ChecksumWriter {
+    pub file: Box<dyn WriteFile>,
+    pub crc: u32,
+    pub bytes: u64,
+}
+
+impl ChecksumWriter {
+    pub(crate) fn new(file: Box<dyn WriteFile>) -> ChecksumWriter {
+        ChecksumWriter {
+            file,
+            crc: 0,
+            bytes: 0,
+        }
+    }
+}
+
+impl Write for ChecksumWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write_all(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, buf);
+        self.bytes += buf.len() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The CRC-32C of a whole file.
+pub(crate) fn crc32c_of(file: &dyn ReadFile) -> io::Result<u32> {
+    let mut crc = 0;
+    let mut buf = vec![0; 1 << 20];
+    let mut offset = 0;
+    while offset < file.len() {
+        let n = (file.len() - offset).min(buf.len() as u64) as usize;
+        file.read_exact_at(offset, &mut buf[..n])?;
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        offset += n as u64;
+    }
+    Ok(crc)
+}
+
 /// The operating system's file system.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OsFs;

@@ -33,7 +33,7 @@ use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::reader::{ChunkReader, Length};
 
 use super::key_space::KeySpace;
-use super::row_file::{RowFile, RowFileSummary, crc_of, row_file_path};
+use super::row_file::{RowFile, RowFileSummary, row_file_path};
 use super::writer::{
     FORMAT_VERSION, META_INDEX, META_KEY_SPACE, META_ROW_FILE, META_TABLE, META_VERSION,
 };
@@ -44,7 +44,7 @@ use crate::cache::{Cache, CacheKey};
 use crate::catalog::{ColumnDef, ColumnId, TableDef};
 use crate::error::{Result, StorageError};
 use crate::index::learned::{LearnedIndex, search};
-use crate::io::{FileSystem, ReadFile};
+use crate::io::{FileSystem, ReadFile, crc32c_of};
 use crate::txn::decode_checked;
 use crate::types::{ColumnBuilder, Value, value_at};
 
@@ -246,7 +246,7 @@ impl Segment {
                 self.meta.bytes
             )));
         }
-        let crc = crc_of(file.as_ref()).map_err(|e| StorageError::io(&self.path, e))?;
+        let crc = crc32c_of(file.as_ref()).map_err(|e| StorageError::io(&self.path, e))?;
         if crc != self.meta.crc {
             return Err(self.corrupt(format!(
                 "checksum mismatch: file {crc:#010x}, manifest {:#010x}",

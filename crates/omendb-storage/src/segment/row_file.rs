@@ -15,12 +15,13 @@
 //! The Parquet footer records the row file's length and CRC-32C, and the
 //! manifest records the Parquet file's, so opening checks both.
 
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::cache::{Cache, CacheKey};
 use crate::error::{Result, StorageError};
-use crate::io::{FileSystem, ReadFile, WriteFile};
+use crate::io::{ChecksumWriter, FileSystem, ReadFile, crc32c_of};
 
 const MAGIC: &[u8; 8] = b"OMENROWS";
 const VERSION: u32 = 1;
@@ -46,60 +47,47 @@ pub(crate) struct RowFileSummary {
 /// Writes a row file, one row at a time in segment order.
 pub(crate) struct RowFileWriter {
     path: PathBuf,
-    file: Box<dyn WriteFile>,
-    buffer: Vec<u8>,
+    out: BufWriter<ChecksumWriter>,
     /// Where each row starts; the next row's start last.
     offsets: Vec<u64>,
-    written: u64,
-    crc: u32,
 }
 
 impl RowFileWriter {
     pub(crate) fn create(fs: &dyn FileSystem, path: PathBuf) -> Result<RowFileWriter> {
         let file = fs.create(&path).map_err(|e| StorageError::io(&path, e))?;
-        let mut buffer = Vec::with_capacity(WRITE_BUFFER);
-        buffer.extend_from_slice(MAGIC);
-        buffer.extend_from_slice(&VERSION.to_le_bytes());
-        buffer.extend_from_slice(&0u32.to_le_bytes());
-        Ok(RowFileWriter {
+        let mut writer = RowFileWriter {
             path,
-            file,
-            buffer,
+            out: BufWriter::with_capacity(WRITE_BUFFER, ChecksumWriter::new(file)),
             offsets: vec![HEADER_BYTES],
-            written: 0,
-            crc: 0,
-        })
+        };
+        writer.put(MAGIC)?;
+        writer.put(&VERSION.to_le_bytes())?;
+        writer.put(&0u32.to_le_bytes())?;
+        Ok(writer)
     }
 
     /// Appends the next row's encoded bytes (empty for a tombstone).
     pub(crate) fn push(&mut self, row: &[u8]) -> Result<()> {
         self.put(row)?;
-        self.offsets.push(self.written + self.buffer.len() as u64);
+        self.offsets.push(self.position());
         Ok(())
     }
 
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        self.buffer.extend_from_slice(bytes);
-        if self.buffer.len() >= WRITE_BUFFER {
-            self.drain()?;
-        }
-        Ok(())
+        self.out
+            .write_all(bytes)
+            .map_err(|e| StorageError::io(&self.path, e))
     }
 
-    fn drain(&mut self) -> Result<()> {
-        self.file
-            .write_all(&self.buffer)
-            .map_err(|e| StorageError::io(&self.path, e))?;
-        self.crc = crc32c::crc32c_append(self.crc, &self.buffer);
-        self.written += self.buffer.len() as u64;
-        self.buffer.clear();
-        Ok(())
+    /// Bytes written so far, buffered ones included.
+    fn position(&self) -> u64 {
+        self.out.get_ref().bytes + self.out.buffer().len() as u64
     }
 
     /// Writes the offsets and trailer and syncs the file. The directory
     /// entry is the caller's to sync.
     pub(crate) fn finish(mut self) -> Result<RowFileSummary> {
-        let offsets_start = self.written + self.buffer.len() as u64;
+        let offsets_start = self.position();
         let rows = self.offsets.len() as u64 - 1;
         for offset in std::mem::take(&mut self.offsets) {
             self.put(&offset.to_le_bytes())?;
@@ -107,13 +95,15 @@ impl RowFileWriter {
         self.put(&offsets_start.to_le_bytes())?;
         self.put(&rows.to_le_bytes())?;
         self.put(MAGIC)?;
-        self.drain()?;
-        self.file
-            .sync()
-            .map_err(|e| StorageError::io(&self.path, e))?;
+        let path = self.path;
+        let mut sink = self
+            .out
+            .into_inner()
+            .map_err(|e| StorageError::io(&path, e.into_error()))?;
+        sink.file.sync().map_err(|e| StorageError::io(&path, e))?;
         Ok(RowFileSummary {
-            bytes: self.written,
-            crc: self.crc,
+            bytes: sink.bytes,
+            crc: sink.crc,
         })
     }
 }
@@ -147,7 +137,7 @@ impl RowFile {
                 format!("{} bytes, the segment says {}", file.len(), summary.bytes),
             ));
         }
-        let crc = crc_of(file.as_ref()).map_err(|e| StorageError::io(&path, e))?;
+        let crc = crc32c_of(file.as_ref()).map_err(|e| StorageError::io(&path, e))?;
         if crc != summary.crc {
             return Err(corrupt(
                 0,
@@ -248,20 +238,6 @@ impl RowFile {
         }
         Ok(())
     }
-}
-
-/// The CRC-32C of a whole file.
-pub(super) fn crc_of(file: &dyn ReadFile) -> std::io::Result<u32> {
-    let mut crc = 0;
-    let mut buf = vec![0; 1 << 20];
-    let mut offset = 0;
-    while offset < file.len() {
-        let n = (file.len() - offset).min(buf.len() as u64) as usize;
-        file.read_exact_at(offset, &mut buf[..n])?;
-        crc = crc32c::crc32c_append(crc, &buf[..n]);
-        offset += n as u64;
-    }
-    Ok(crc)
 }
 
 #[cfg(test)]

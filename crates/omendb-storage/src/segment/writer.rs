@@ -3,7 +3,7 @@
 //! footer metadata (both need every key, so they are written last) and its
 //! CRC-32C computed on the way.
 
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ use super::{
 use crate::catalog::TableDef;
 use crate::error::{Result, StorageError};
 use crate::index::learned::LearnedIndex;
-use crate::io::{FileSystem, WriteFile};
+use crate::io::{ChecksumWriter, FileSystem};
 use crate::types::{ColumnBuilder, DataType, Value, encode_row};
 
 /// Footer metadata keys.
@@ -100,33 +100,13 @@ fn is_fixed_width(ty: &DataType) -> bool {
     )
 }
 
-/// Counts bytes and their CRC-32C on the way to the file.
-struct Sink {
-    file: Box<dyn WriteFile>,
-    crc: u32,
-    bytes: u64,
-}
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.write_all(buf)?;
-        self.crc = crc32c::crc32c_append(self.crc, buf);
-        self.bytes += buf.len() as u64;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Writes one segment; see the module docs.
 pub(crate) struct SegmentWriter {
     def: Arc<TableDef>,
     id: u64,
     path: PathBuf,
     schema: SchemaRef,
-    writer: ArrowWriter<BufWriter<Sink>>,
+    writer: ArrowWriter<BufWriter<ChecksumWriter>>,
     row_file: RowFileWriter,
     /// Scratch space for encoding one row.
     row: Vec<u8>,
@@ -161,14 +141,7 @@ impl SegmentWriter {
         let file = fs.create(&path).map_err(|e| StorageError::io(&path, e))?;
         let schema = segment_schema(&def);
         let props = writer_properties(&def);
-        let sink = BufWriter::with_capacity(
-            1 << 20,
-            Sink {
-                file,
-                crc: 0,
-                bytes: 0,
-            },
-        );
+        let sink = BufWriter::with_capacity(1 << 20, ChecksumWriter::new(file));
         let writer = ArrowWriter::try_new(sink, schema.clone(), Some(props))
             .map_err(|e| StorageError::internal(format!("creating {}: {e}", path.display())))?;
         let columns = def
