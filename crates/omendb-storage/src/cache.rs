@@ -1,15 +1,21 @@
 //! Decoded segment data kept in memory under one budget: each segment's
-//! key columns (what point lookups search) and decoded blocks (what point
-//! lookups return and short range scans read). Least recently used blocks
+//! key columns (what point lookups search), its decoded blocks (what short
+//! range scans read) and pages of its row file (what point lookups return).
+//!
+//! Eviction is CLOCK (second chance): a hit only sets the entry's reference
+//! bit under a shared lock, so concurrent lookups never serialise on
+//! bookkeeping; making room sweeps a ring of entries, clearing bits and
+//! evicting the first entry not used since the last sweep. Blocks and pages
 //! leave first; key columns only make room for other key columns.
 //!
 //! Loading happens outside the lock, so a slow read never blocks other
 //! lookups; two threads may load the same entry at once, and the second
-//! insert simply replaces the first.
+//! insert is dropped.
 
 use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::Result;
 
@@ -31,28 +37,34 @@ impl CacheKey {
             CacheKey::Keys(id) | CacheKey::Block(id, _, _) | CacheKey::RowPage(id, _) => *id,
         }
     }
+
+    fn is_keys(&self) -> bool {
+        matches!(self, CacheKey::Keys(_))
+    }
 }
 
 #[derive(Debug)]
 pub(crate) struct Cache {
     budget: usize,
-    inner: Mutex<Inner>,
+    inner: RwLock<Inner>,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     entries: HashMap<CacheKey, Entry>,
-    /// Entries by last use, oldest first.
-    by_use: BTreeMap<u64, CacheKey>,
+    /// Every key-column entry, in sweep order.
+    keys_ring: VecDeque<CacheKey>,
+    /// Every other entry, in sweep order.
+    data_ring: VecDeque<CacheKey>,
     used: usize,
-    clock: u64,
 }
 
 #[derive(Debug)]
 struct Entry {
     value: Arc<dyn Any + Send + Sync>,
     size: usize,
-    used_at: u64,
+    /// Used since the sweep last passed it.
+    referenced: AtomicBool,
 }
 
 impl Cache {
@@ -60,14 +72,18 @@ impl Cache {
     pub(crate) fn new(budget: usize) -> Cache {
         Cache {
             budget,
-            inner: Mutex::new(Inner::default()),
+            inner: RwLock::new(Inner::default()),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // Every critical section restores the invariants before it could
-        // panic, so a poisoned lock still guards consistent maps.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    // Every critical section restores the invariants before it could
+    // panic, so a poisoned lock still guards consistent maps.
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The entry under `key`, loading it with `load` (value and its size in
@@ -87,86 +103,111 @@ impl Cache {
     }
 
     fn get<T: Any + Send + Sync>(&self, key: CacheKey) -> Option<Arc<T>> {
-        let mut inner = self.lock();
-        inner.clock += 1;
-        let now = inner.clock;
-        let entry = inner.entries.get_mut(&key)?;
-        let old = std::mem::replace(&mut entry.used_at, now);
-        let value = entry.value.clone();
-        inner.by_use.remove(&old);
-        inner.by_use.insert(now, key);
-        value.downcast::<T>().ok()
+        let inner = self.read();
+        let entry = inner.entries.get(&key)?;
+        // Only store when clear: a hot entry's cache line stays shared.
+        if !entry.referenced.load(Ordering::Relaxed) {
+            entry.referenced.store(true, Ordering::Relaxed);
+        }
+        entry.value.clone().downcast::<T>().ok()
     }
 
     fn insert(&self, key: CacheKey, value: Arc<dyn Any + Send + Sync>, size: usize) {
         if size > self.budget {
             return;
         }
-        let mut inner = self.lock();
-        inner.remove(key);
-        let for_keys = matches!(key, CacheKey::Keys(_));
+        let mut inner = self.write();
+        if inner.entries.contains_key(&key) {
+            return;
+        }
         while inner.used + size > self.budget {
-            match inner.victim(for_keys) {
-                Some(victim) => inner.remove(victim),
-                // Blocks never push key columns out: not cached.
+            match inner.victim(key.is_keys()) {
+                Some(victim) => inner.evict(victim),
+                // Blocks and pages never push key columns out: not cached.
                 None => return,
             }
         }
-        inner.clock += 1;
-        let used_at = inner.clock;
-        inner.by_use.insert(used_at, key);
         inner.entries.insert(
             key,
             Entry {
                 value,
                 size,
-                used_at,
+                referenced: AtomicBool::new(false),
             },
         );
+        inner.ring(key).push_back(key);
         inner.used += size;
     }
 
     /// Drops every entry of segment `id` (when the segment is deleted).
     pub(crate) fn forget_segment(&self, id: u64) {
-        let mut inner = self.lock();
-        let keys: Vec<CacheKey> = inner
-            .entries
-            .keys()
-            .filter(|k| k.segment() == id)
-            .copied()
-            .collect();
-        for key in keys {
-            inner.remove(key);
-        }
+        let mut inner = self.write();
+        let inner = &mut *inner;
+        inner.keys_ring.retain(|k| k.segment() != id);
+        inner.data_ring.retain(|k| k.segment() != id);
+        let mut freed = 0;
+        inner.entries.retain(|k, entry| {
+            let keep = k.segment() != id;
+            if !keep {
+                freed += entry.size;
+            }
+            keep
+        });
+        inner.used -= freed;
     }
 
     /// Bytes held now.
     #[cfg(test)]
     pub(crate) fn used(&self) -> usize {
-        self.lock().used
+        self.read().used
     }
 }
 
 impl Inner {
-    /// The entry to evict to make room: the least recently used block, and
-    /// only for key columns, else the least recently used key columns.
-    /// Without its key columns a segment cannot find any row, and reloading
-    /// them reads the whole segment, so churning blocks must not evict them.
-    fn victim(&self, for_keys: bool) -> Option<CacheKey> {
-        let block = self
-            .by_use
-            .values()
-            .find(|k| !matches!(k, CacheKey::Keys(..)));
-        match block {
-            Some(&block) => Some(block),
-            None if for_keys => self.by_use.values().next().copied(),
+    fn ring(&mut self, key: CacheKey) -> &mut VecDeque<CacheKey> {
+        if key.is_keys() {
+            &mut self.keys_ring
+        } else {
+            &mut self.data_ring
+        }
+    }
+
+    /// The entry to evict to make room, taken off its ring: a block or page
+    /// not used since the sweep last passed it, and only for key columns,
+    /// else such key columns. Without its key columns a segment cannot
+    /// find any row, and reloading them reads the whole segment, so churning
+    /// data must not evict them.
+    fn victim(&mut self, for_keys: bool) -> Option<CacheKey> {
+        let data = Self::sweep(&mut self.data_ring, &self.entries);
+        match data {
+            Some(key) => Some(key),
+            None if for_keys => Self::sweep(&mut self.keys_ring, &self.entries),
             None => None,
         }
     }
 
-    fn remove(&mut self, key: CacheKey) {
+    /// CLOCK over `ring`: clears reference bits until an entry without one
+    /// comes round; two turns find one in any non-empty ring.
+    fn sweep(
+        ring: &mut VecDeque<CacheKey>,
+        entries: &HashMap<CacheKey, Entry>,
+    ) -> Option<CacheKey> {
+        for _ in 0..2 * ring.len() {
+            let key = ring.pop_front()?;
+            let referenced = entries
+                .get(&key)
+                .is_some_and(|e| e.referenced.swap(false, Ordering::Relaxed));
+            if !referenced {
+                return Some(key);
+            }
+            ring.push_back(key);
+        }
+        None
+    }
+
+    /// Removes `key`, already off its ring.
+    fn evict(&mut self, key: CacheKey) {
         if let Some(entry) = self.entries.remove(&key) {
-            self.by_use.remove(&entry.used_at);
             self.used -= entry.size;
         }
     }
@@ -177,7 +218,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn blocks_leave_first_and_never_push_key_columns_out() {
+    fn data_leaves_first_by_second_chance_and_never_pushes_key_columns_out() {
         let cache = Cache::new(100);
         let loads = std::cell::Cell::new(0);
         let load = |v: u32, size: usize| {
@@ -187,68 +228,51 @@ mod tests {
                 Ok((v, size))
             }
         };
-        cache.get_or_load(CacheKey::Keys(1), load(1, 40)).unwrap();
-        cache
-            .get_or_load(CacheKey::Block(1, 0, 0), load(10, 30))
-            .unwrap();
-        cache
-            .get_or_load(CacheKey::Block(1, 0, 1), load(11, 30))
-            .unwrap();
-        // Touch block 0: block 1 is now the least recently used block,
-        // though the key columns are older still.
-        cache
-            .get_or_load(CacheKey::Block(1, 0, 0), load(0, 0))
-            .unwrap();
-        cache
-            .get_or_load(CacheKey::Block(1, 0, 2), load(12, 30))
-            .unwrap();
+        let get = |key, v, size| *cache.get_or_load(key, load(v, size)).unwrap();
+        let (k1, k2, k3) = (CacheKey::Keys(1), CacheKey::Keys(2), CacheKey::Keys(3));
+        let block = |b| CacheKey::Block(1, 0, b);
+        get(k1, 1, 40);
+        get(block(0), 10, 30);
+        get(block(1), 11, 30);
+        // A hit gives block 0 a second chance: block 1 leaves for block 2,
+        // though the key columns were loaded first.
+        assert_eq!(get(block(0), 0, 0), 10);
+        get(block(2), 12, 30);
         assert_eq!(cache.used(), 100);
         assert_eq!(loads.get(), 4);
-        assert_eq!(
-            *cache.get_or_load(CacheKey::Keys(1), load(0, 0)).unwrap(),
-            1
-        );
-        assert_eq!(
-            *cache
-                .get_or_load(CacheKey::Block(1, 0, 0), load(0, 0))
-                .unwrap(),
-            10
-        );
+        assert_eq!(get(k1, 0, 0), 1);
+        assert_eq!(get(block(0), 0, 0), 10);
         assert_eq!(loads.get(), 4, "key columns and block 0 stayed");
-        cache
-            .get_or_load(CacheKey::Block(1, 0, 1), load(11, 30))
-            .unwrap();
+        get(block(1), 11, 30);
         assert_eq!(loads.get(), 5, "block 1 was evicted");
 
-        // Key columns evict blocks first, then older key columns.
-        cache.get_or_load(CacheKey::Keys(2), load(2, 40)).unwrap();
-        cache.get_or_load(CacheKey::Keys(3), load(3, 40)).unwrap();
+        // Key columns evict data first, then key columns without a second
+        // chance: k1 was used since it was loaded, k2 was not.
+        get(k2, 2, 40);
+        assert_eq!(cache.used(), 80, "both blocks made room");
+        get(k3, 3, 40);
+        assert_eq!(get(k1, 0, 0), 1, "k1 stayed");
+        assert_eq!(loads.get(), 7);
+        assert_eq!(get(k2, 22, 40), 22, "k2 was evicted");
+        assert_eq!(loads.get(), 8);
         assert_eq!(cache.used(), 80);
-        assert_eq!(
-            *cache.get_or_load(CacheKey::Keys(1), load(21, 40)).unwrap(),
-            21
-        );
-        assert_eq!(loads.get(), 8, "key columns 1 were evicted last");
 
-        // A block that would need key columns evicted is not kept.
-        cache
-            .get_or_load(CacheKey::Block(2, 0, 0), load(20, 30))
-            .unwrap();
-        cache
-            .get_or_load(CacheKey::Block(2, 0, 0), load(20, 30))
-            .unwrap();
+        // Data that would need key columns evicted is not kept.
+        get(CacheKey::RowPage(2, 0), 20, 30);
+        get(CacheKey::RowPage(2, 0), 20, 30);
         assert_eq!(loads.get(), 10);
         assert_eq!(cache.used(), 80);
 
         // Too large to cache: returned, not kept.
-        assert_eq!(
-            *cache.get_or_load(CacheKey::Keys(9), load(9, 500)).unwrap(),
-            9
-        );
+        assert_eq!(get(CacheKey::Keys(9), 9, 500), 9);
         assert!(cache.used() <= 100);
         for id in 1..=3 {
             cache.forget_segment(id);
         }
         assert_eq!(cache.used(), 0);
+        let inner = cache.read();
+        assert!(
+            inner.entries.is_empty() && inner.keys_ring.is_empty() && inner.data_ring.is_empty()
+        );
     }
 }

@@ -393,7 +393,11 @@ impl Transaction {
     /// Where the row under `key` lives for this transaction: own writes
     /// first, then the snapshot.
     fn visible(&mut self, def: &TableDef, key: &[u8]) -> Result<Option<Visible>> {
-        if let Some(write) = self.writes.get(&(def.id, Bytes::copy_from_slice(key))) {
+        // A read-only transaction has nothing to look up (and copy the key for).
+        let own = (!self.writes.is_empty())
+            .then(|| self.writes.get(&(def.id, Bytes::copy_from_slice(key))))
+            .flatten();
+        if let Some(write) = own {
             return Ok(Some(
                 write.row.clone().map_or(Visible::Deleted, Visible::Encoded),
             ));

@@ -490,13 +490,14 @@ impl Segment {
         let keys = self.keys(&opened)?;
         let rows = keys.index_keys.len();
         let mut i = opened.index.lower_bound(&keys.index_keys, wanted.key);
-        let same: Box<dyn Fn(usize) -> bool + '_> = match &keys.full {
+        match &keys.full {
             None if !wanted.exact => return Ok(None),
-            None => Box::new(|j| keys.index_keys[j] == wanted.key),
-            Some(full) => {
-                i = search::gallop_by(i, rows, |j| full.value(j) < key);
-                Box::new(|j| full.value(j) == key)
-            }
+            None => {}
+            Some(full) => i = search::gallop_by(i, rows, |j| full.value(j) < key),
+        }
+        let same = |j: usize| match &keys.full {
+            None => keys.index_keys[j] == wanted.key,
+            Some(full) => full.value(j) == key,
         };
         while i < rows && same(i) {
             if keys.ts[i] <= snapshot {
@@ -727,8 +728,11 @@ impl Segment {
     /// a read touches two small pages, cached or not.
     pub(crate) fn row(&self, def: &TableDef, row: usize) -> Result<Vec<Value>> {
         let opened = self.opened()?;
-        let bytes = opened.row_file.row(&self.cache, self.meta.id, row)?;
-        decode_checked(def, &bytes)
+        opened
+            .row_file
+            .with_row(&self.cache, self.meta.id, row, |bytes| {
+                decode_checked(def, bytes)
+            })
     }
 }
 

@@ -178,9 +178,16 @@ impl RowFile {
         })
     }
 
-    /// The encoded bytes of row `row`, read through `cache` in pages, as
-    /// segment `segment`'s.
-    pub(crate) fn row(&self, cache: &Cache, segment: u64, row: usize) -> Result<Vec<u8>> {
+    /// Calls `f` with the encoded bytes of row `row`, read through `cache`
+    /// in pages as segment `segment`'s. A row within one page is lent
+    /// straight from the cached page; only a row crossing pages is copied.
+    pub(crate) fn with_row<R>(
+        &self,
+        cache: &Cache,
+        segment: u64,
+        row: usize,
+        f: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<R> {
         if row as u64 >= self.rows {
             return Err(StorageError::internal(format!(
                 "row {row} of {} rows in {}",
@@ -189,12 +196,14 @@ impl RowFile {
             )));
         }
         let at = self.offsets_start + row as u64 * 8;
-        let mut pair = [0u8; 16];
-        self.read(cache, segment, at, &mut pair)?;
-        let (mut start, mut end) = ([0u8; 8], [0u8; 8]);
-        start.copy_from_slice(&pair[..8]);
-        end.copy_from_slice(&pair[8..]);
-        let (start, end) = (u64::from_le_bytes(start), u64::from_le_bytes(end));
+        let (start, end) = self.with_bytes(cache, segment, at, 16, |pair| {
+            let word = |i: usize| {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&pair[i..i + 8]);
+                u64::from_le_bytes(bytes)
+            };
+            Ok((word(0), word(8)))
+        })?;
         if start > end || end > self.offsets_start {
             return Err(StorageError::corruption(
                 "row file",
@@ -203,40 +212,57 @@ impl RowFile {
                 format!("row {row} spans {start}..{end}"),
             ));
         }
-        let mut bytes = vec![0; (end - start) as usize];
-        self.read(cache, segment, start, &mut bytes)?;
-        Ok(bytes)
+        self.with_bytes(cache, segment, start, (end - start) as usize, f)
     }
 
-    /// Fills `buf` from `offset`, page by page from the cache.
-    fn read(&self, cache: &Cache, segment: u64, offset: u64, buf: &mut [u8]) -> Result<()> {
-        let mut done = 0;
-        while done < buf.len() {
-            let position = offset + done as u64;
-            let number = position / PAGE_BYTES;
-            let page = cache.get_or_load(CacheKey::RowPage(segment, number), || {
-                let start = number * PAGE_BYTES;
-                let len = PAGE_BYTES.min(self.file.len() - start) as usize;
-                let mut page = vec![0; len];
-                self.file
-                    .read_exact_at(start, &mut page)
-                    .map_err(|e| StorageError::io(&self.path, e))?;
-                Ok((page, len))
-            })?;
-            let from = (position - number * PAGE_BYTES) as usize;
-            let n = (buf.len() - done).min(page.len().saturating_sub(from));
-            if n == 0 {
-                return Err(StorageError::corruption(
-                    "row file",
-                    &self.path,
-                    position,
-                    "read past the end",
-                ));
-            }
-            buf[done..done + n].copy_from_slice(&page[from..from + n]);
-            done += n;
+    /// Calls `f` with the `len` bytes at `offset`.
+    fn with_bytes<R>(
+        &self,
+        cache: &Cache,
+        segment: u64,
+        offset: u64,
+        len: usize,
+        f: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<R> {
+        let number = offset / PAGE_BYTES;
+        let from = (offset - number * PAGE_BYTES) as usize;
+        if from + len <= PAGE_BYTES as usize {
+            let page = self.page(cache, segment, number)?;
+            return match page.get(from..from + len) {
+                Some(bytes) => f(bytes),
+                None => Err(self.past_end(offset + len as u64)),
+            };
         }
-        Ok(())
+        let mut bytes = Vec::with_capacity(len);
+        while bytes.len() < len {
+            let position = offset + bytes.len() as u64;
+            let number = position / PAGE_BYTES;
+            let page = self.page(cache, segment, number)?;
+            let from = (position - number * PAGE_BYTES) as usize;
+            let n = (len - bytes.len()).min(page.len().saturating_sub(from));
+            if n == 0 {
+                return Err(self.past_end(position));
+            }
+            bytes.extend_from_slice(&page[from..from + n]);
+        }
+        f(&bytes)
+    }
+
+    /// Page `number` of the file, from the cache.
+    fn page(&self, cache: &Cache, segment: u64, number: u64) -> Result<Arc<Vec<u8>>> {
+        cache.get_or_load(CacheKey::RowPage(segment, number), || {
+            let start = number * PAGE_BYTES;
+            let len = PAGE_BYTES.min(self.file.len().saturating_sub(start)) as usize;
+            let mut page = vec![0; len];
+            self.file
+                .read_exact_at(start, &mut page)
+                .map_err(|e| StorageError::io(&self.path, e))?;
+            Ok((page, len))
+        })
+    }
+
+    fn past_end(&self, position: u64) -> StorageError {
+        StorageError::corruption("row file", &self.path, position, "read past the end")
     }
 }
 
@@ -281,10 +307,11 @@ mod tests {
         // Room for a few pages only: most reads miss and evict.
         let cache = Cache::new(4 * PAGE_BYTES as usize);
         for i in (0..rows.len()).rev().step_by(3).chain(0..rows.len()) {
-            assert_eq!(file.row(&cache, 1, i).unwrap(), rows[i], "row {i}");
+            let row = file.with_row(&cache, 1, i, |b| Ok(b.to_vec())).unwrap();
+            assert_eq!(row, rows[i], "row {i}");
         }
         assert!(
-            file.row(&cache, 1, rows.len()).is_err(),
+            file.with_row(&cache, 1, rows.len(), |_| Ok(())).is_err(),
             "past the last row"
         );
     }
