@@ -193,6 +193,33 @@ impl KeySpace {
         }
     }
 
+    /// The keys whose index keys are `index_keys`, all of one width, end
+    /// to end, and that width: the inverse of [`Self::index_key`] on the
+    /// segment's keys, which a packed space maps injectively. `None` for a
+    /// prefix space, which cannot invert.
+    pub(crate) fn keys_of(&self, index_keys: &[u64]) -> Option<(Vec<u8>, usize)> {
+        let KeySpace::Packed(fields) = self else {
+            return None;
+        };
+        let width: usize = fields.iter().map(|f| f.width).sum();
+        let mut out = vec![0u8; index_keys.len() * width];
+        let mut offset = 0;
+        for field in fields {
+            let bits = 64 - (field.max - field.min).leading_zeros();
+            let mask = u64::MAX.checked_shr(64 - bits).unwrap_or(0);
+            let skip = 8 - field.width;
+            // Column by column: each pass is one tight loop over the keys.
+            for (key, &index_key) in out.chunks_exact_mut(width).zip(index_keys) {
+                let value = field
+                    .min
+                    .wrapping_add(index_key.checked_shr(field.shift).unwrap_or(0) & mask);
+                key[offset..offset + field.width].copy_from_slice(&value.to_be_bytes()[skip..]);
+            }
+            offset += field.width;
+        }
+        Some((out, width))
+    }
+
     /// A text form for the segment's footer metadata.
     pub(crate) fn to_text(&self) -> String {
         match self {
@@ -273,6 +300,10 @@ mod tests {
         assert_eq!(KeySpace::from_text(&space.to_text()), Some(space.clone()));
         let packed: Vec<IndexKey> = keys.iter().map(|k| space.index_key(k)).collect();
         assert!(packed.iter().all(|k| k.exact));
+        let index_keys: Vec<u64> = packed.iter().map(|k| k.key).collect();
+        let (back, width) = space.keys_of(&index_keys).unwrap();
+        let back: Vec<&[u8]> = back.chunks(width).collect();
+        assert_eq!(back, keys, "the index keys give the keys back");
         assert!(
             packed.windows(2).all(|w| w[0].key < w[1].key),
             "injective and ordered"
@@ -334,6 +365,31 @@ mod tests {
     }
 
     #[test]
+    fn booleans_constant_columns_and_full_width_ranges_give_their_keys_back() {
+        let cases = [
+            (
+                vec![DataType::Bool, DataType::Int64, DataType::Int16],
+                vec![
+                    vec![Value::Bool(false), Value::Int64(7), Value::Int16(-3)],
+                    vec![Value::Bool(true), Value::Int64(7), Value::Int16(9)],
+                ],
+            ),
+            (
+                vec![DataType::Int64],
+                vec![vec![Value::Int64(i64::MIN)], vec![Value::Int64(i64::MAX)]],
+            ),
+        ];
+        for (types, rows) in cases {
+            let codec = KeyCodec::new(types).unwrap();
+            let keys: Vec<Vec<u8>> = rows.iter().map(|r| encode(&codec, r)).collect();
+            let space = KeySpace::plan(&codec, keys.iter().map(Vec::as_slice));
+            let index_keys: Vec<u64> = keys.iter().map(|k| space.index_key(k).key).collect();
+            let (back, width) = space.keys_of(&index_keys).unwrap();
+            assert_eq!(back.chunks(width).collect::<Vec<_>>(), keys, "{space:?}");
+        }
+    }
+
+    #[test]
     fn text_keys_and_overwide_ranges_fall_back_to_the_prefix() {
         let text = KeyCodec::new(vec![DataType::Text { max_chars: None }]).unwrap();
         let keys = [encode(&text, &[Value::Text("a".into())])];
@@ -352,6 +408,7 @@ mod tests {
             KeySpace::Prefix
         );
         assert!(!KeySpace::Prefix.index_key(&keys[0]).exact);
+        assert_eq!(KeySpace::Prefix.keys_of(&[0]), None);
         assert_eq!(
             KeySpace::from_text("packed 8:5:1:99"),
             None,

@@ -16,8 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, ArrayRef, AsArray, BinaryArray, new_null_array};
-use arrow::buffer::BooleanBuffer;
+use arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, UInt64Array, new_null_array,
+};
+use arrow::buffer::{BooleanBuffer, OffsetBuffer};
 use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef, UInt64Type};
 use arrow::record_batch::RecordBatch;
 use base64::Engine as _;
@@ -126,6 +128,26 @@ struct Keys {
     full: Option<BinaryArray>,
     /// No key has more than one version.
     distinct: bool,
+}
+
+impl Keys {
+    /// The system columns (`_key`, `_ts`, `_deleted`) of rows `rows`,
+    /// without reading the file: key bytes from the full keys, or given
+    /// back by the packed key space.
+    fn system_columns(&self, space: &KeySpace, rows: Range<usize>) -> Option<Vec<ArrayRef>> {
+        let n = rows.len();
+        let key: ArrayRef = match &self.full {
+            Some(full) => Arc::new(full.slice(rows.start, n)),
+            None => {
+                let (values, width) = space.keys_of(&self.index_keys[rows.clone()])?;
+                let offsets = OffsetBuffer::from_lengths(std::iter::repeat_n(width, n));
+                Arc::new(BinaryArray::new(offsets, values.into(), None))
+            }
+        };
+        let ts = UInt64Array::from(self.ts[rows.clone()].to_vec());
+        let deleted = BooleanArray::new(self.deleted.slice(rows.start, n), None);
+        Some(vec![key, Arc::new(ts), Arc::new(deleted)])
+    }
 }
 
 /// Reads byte ranges of a segment for the Parquet reader.
@@ -414,18 +436,31 @@ impl Segment {
             .collect()
     }
 
-    /// All columns of block `block` of row group `group`, from the cache.
-    fn block(&self, opened: &Opened, group: usize, block: usize) -> Result<Arc<RecordBatch>> {
+    /// Every column of block `block` of row group `group`, in file order,
+    /// from the cache: the table columns decoded from the file, the system
+    /// columns built from the key columns `keys` (cheaper than decoding).
+    fn block(
+        &self,
+        opened: &Opened,
+        keys: &Keys,
+        group: usize,
+        block: usize,
+    ) -> Result<Arc<Vec<ArrayRef>>> {
         self.cache
             .get_or_load(CacheKey::Block(self.meta.id, group, block), || {
-                let group_rows =
-                    opened.row_group_starts[group + 1] - opened.row_group_starts[group];
+                let group_start = opened.row_group_starts[group];
+                let group_rows = opened.row_group_starts[group + 1] - group_start;
                 let start = block * BLOCK_ROWS;
                 let rows = start..(start + BLOCK_ROWS).min(group_rows);
-                let roots = (0..SYSTEM_COLUMNS + opened.columns.len()).collect();
-                let batch = self.read_rows(opened, group, rows, roots)?;
-                let size = batch.get_array_memory_size();
-                Ok((batch, size))
+                let roots = (SYSTEM_COLUMNS..SYSTEM_COLUMNS + opened.columns.len()).collect();
+                let table = self.read_rows(opened, group, rows.clone(), roots)?;
+                let in_segment = group_start + rows.start..group_start + rows.end;
+                let mut columns = keys
+                    .system_columns(&opened.space, in_segment)
+                    .ok_or_else(|| self.corrupt("a prefix key space without full keys"))?;
+                columns.extend(table.columns().iter().cloned());
+                let size = columns.iter().map(|c| c.get_array_memory_size()).sum();
+                Ok((columns, size))
             })
     }
 
@@ -512,50 +547,37 @@ impl Segment {
         Ok(None)
     }
 
-    /// A row at or before the first row whose key is in range from `from`:
-    /// every row before it is smaller. The learned index lands there
-    /// directly; the caller skips the few smaller keys that may follow
-    /// (none when the key space is packed).
-    fn start_row(&self, opened: &Opened, keys: &Keys, from: &Bound<Vec<u8>>) -> usize {
+    /// The smallest index key a row in range from `from` can have; `None`
+    /// when no row of the segment can be.
+    fn first_index_key(space: &KeySpace, from: &Bound<Vec<u8>>) -> Option<u64> {
         let (Bound::Included(key) | Bound::Excluded(key)) = from else {
-            return 0;
+            return Some(0);
         };
-        let bound = opened.space.index_key(key);
+        let bound = space.index_key(key);
         // Rows with the bound's index key all lie past a bound above them,
         // and an exact index key is the key itself.
-        let first = match from {
+        match from {
             _ if bound.above => bound.key.checked_add(1),
             Bound::Excluded(_) if bound.exact => bound.key.checked_add(1),
             _ => Some(bound.key),
-        };
-        let Some(first) = first else {
-            return opened.index.len();
-        };
-        opened.index.lower_bound(&keys.index_keys, first)
+        }
     }
 
-    /// A row after the last row whose key is in range up to `to`: every row
-    /// from it on is larger. Keys map to index keys monotonically, so a row
-    /// whose index key exceeds the bound's is past it; the caller skips the
-    /// few larger keys that may come before (none when the key space is
-    /// packed).
-    fn end_row(&self, opened: &Opened, keys: &Keys, to: &Bound<Vec<u8>>) -> usize {
-        let rows = opened.index.len();
+    /// An index key past every row in range up to `to`: rows whose index
+    /// key exceeds the bound's are past it, as keys map to index keys
+    /// monotonically; `None` when no index key is.
+    fn past_index_key(space: &KeySpace, to: &Bound<Vec<u8>>) -> Option<u64> {
         let (Bound::Included(key) | Bound::Excluded(key)) = to else {
-            return rows;
+            return None;
         };
-        let bound = opened.space.index_key(key);
+        let bound = space.index_key(key);
         // Rows with the bound's index key all lie past a bound below them,
         // and an exact index key is the key itself.
-        let past = match to {
+        match to {
             _ if bound.below => Some(bound.key),
             Bound::Excluded(_) if bound.exact => Some(bound.key),
             _ => bound.key.checked_add(1),
-        };
-        let Some(past) = past else {
-            return rows;
-        };
-        opened.index.lower_bound(&keys.index_keys, past)
+        }
     }
 
     /// The table's columns `columns` (plus the system columns first) of
@@ -571,13 +593,25 @@ impl Segment {
         let opened = self.opened()?;
         // A bounded scan finds its ends in the key columns; a full scan does
         // not load them.
-        let (start, end, distinct) = match (from, to) {
-            (Bound::Unbounded, Bound::Unbounded) => (0, opened.index.len(), false),
+        let (start, end, keys) = match (from, to) {
+            (Bound::Unbounded, Bound::Unbounded) => (0, opened.index.len(), None),
             _ => {
+                let past = Self::past_index_key(&opened.space, to);
+                // No index key lies between: decided without the key
+                // columns, as for a time range the segment does not cover.
+                let Some(first) = Self::first_index_key(&opened.space, from)
+                    .filter(|&first| past.is_none_or(|past| first < past))
+                else {
+                    return Ok(None);
+                };
                 let keys = self.keys(&opened)?;
-                let start = self.start_row(&opened, &keys, from);
-                let end = self.end_row(&opened, &keys, to).max(start);
-                (start, end, keys.distinct)
+                let start = opened.index.lower_bound(&keys.index_keys, first);
+                let end = past.map_or(opened.index.len(), |past| {
+                    opened.index.lower_bound(&keys.index_keys, past)
+                });
+                // The caller skips the few keys out of range at either end
+                // (none when the key space is packed).
+                (start, end.max(start), Some(keys))
             }
         };
         if start == end {
@@ -625,8 +659,9 @@ impl Segment {
             opened,
             next_row: start,
             end_row: end,
-            cached: end - start <= CACHED_SCAN_ROWS,
-            distinct,
+            cached: keys.is_some() && end - start <= CACHED_SCAN_ROWS,
+            distinct: keys.as_ref().is_some_and(|k| k.distinct),
+            keys,
             defs,
             schema,
             skipped,
@@ -714,6 +749,7 @@ impl Segment {
             end_row: rows,
             cached: false,
             distinct: false,
+            keys: None,
             defs: Vec::new(),
             schema: Arc::new(Schema::new(fields)),
             skipped: vec![false; groups],
@@ -750,6 +786,9 @@ pub(crate) struct SegmentBatches {
     cached: bool,
     /// Known: no key of the segment has more than one version.
     distinct: bool,
+    /// The key columns, which a bounded scan has loaded: short scans take
+    /// their system columns from them.
+    keys: Option<Arc<Keys>>,
     defs: Vec<ColumnDef>,
     schema: SchemaRef,
     /// Row groups pruned by zone maps.
@@ -776,12 +815,9 @@ impl Iterator for SegmentBatches {
                 let block = in_group / BLOCK_ROWS;
                 let block_start = block * BLOCK_ROWS;
                 let end = (self.end_row - group_start).min(block_start + BLOCK_ROWS);
-                self.next_row = group_start + end;
-                self.segment
-                    .block(&self.opened, group, block)
-                    .and_then(|b| {
-                        self.assemble(&b, in_group - block_start..end - block_start, None)
-                    })
+                let rows = self.next_row..group_start + end;
+                self.next_row = rows.end;
+                self.short_batch(group, block, rows)
             } else {
                 let end = self.end_row.min(group_end) - group_start;
                 self.next_row = group_start + end;
@@ -821,30 +857,48 @@ impl SegmentBatches {
         let batch = self
             .segment
             .read_rows(&self.opened, group, rows.clone(), roots.clone())?;
-        self.assemble(&batch, 0..rows.len(), Some(&roots))
+        self.assemble(batch.num_rows(), |root| {
+            let i = roots.iter().position(|&r| r == root)?;
+            Some(batch.column(i).clone())
+        })
     }
 
-    /// The scan's batch of rows `rows` of `batch`, which holds the root
-    /// columns `roots` (every column when `None`) in file order.
+    /// Rows `rows` (numbered in the segment) of a short scan, all in block
+    /// `block` of row group `group`: table columns from the cached block,
+    /// system columns from the key columns.
+    fn short_batch(&self, group: usize, block: usize, rows: Range<usize>) -> Result<RecordBatch> {
+        let keys = self
+            .keys
+            .as_ref()
+            .ok_or_else(|| StorageError::internal("a short scan without its key columns"))?;
+        let block_start = self.opened.row_group_starts[group] + block * BLOCK_ROWS;
+        let block = self.segment.block(&self.opened, keys, group, block)?;
+        let offset = rows.start - block_start;
+        self.assemble(rows.len(), |root| {
+            block.get(root).map(|c| c.slice(offset, rows.len()))
+        })
+    }
+
+    /// The scan's batch of `rows` rows: the system columns, then the
+    /// requested ones, taking file column (root) `r` from `column(r)`, or
+    /// a column's missing value where the segment predates it.
     fn assemble(
         &self,
-        batch: &RecordBatch,
-        rows: Range<usize>,
-        roots: Option<&[usize]>,
+        rows: usize,
+        column: impl Fn(usize) -> Option<ArrayRef>,
     ) -> Result<RecordBatch> {
-        let batch = batch.slice(rows.start, rows.len());
-        let column = |position: usize| match roots {
-            None => batch.columns().get(position).cloned(),
-            Some(roots) => roots
-                .iter()
-                .position(|&r| r == position)
-                .map(|i| batch.column(i).clone()),
-        };
-        let mut columns: Vec<ArrayRef> = (0..SYSTEM_COLUMNS).filter_map(column).collect();
+        let mut columns = Vec::with_capacity(SYSTEM_COLUMNS + self.defs.len());
+        for root in 0..SYSTEM_COLUMNS {
+            columns.push(column(root).ok_or_else(|| {
+                self.segment
+                    .corrupt(format!("system column {root} missing"))
+            })?);
+        }
         for def in &self.defs {
-            let array = match self.opened.columns.get(&def.id).and_then(|&p| column(p)) {
+            let present = self.opened.columns.get(&def.id).and_then(|&p| column(p));
+            let array = match present {
                 Some(array) => array,
-                None => constant(&def.missing, def, batch.num_rows())?,
+                None => constant(&def.missing, def, rows)?,
             };
             columns.push(array);
         }

@@ -128,8 +128,20 @@ fn text_keys_use_the_prefix_and_still_find_every_version() {
         Value::Text(format!("https://x/{k:06}"))
     });
     let meta = write(&fs, &def, 2, &versions);
-    let segment = Segment::new(meta, &dir(), Arc::new(fs), cache);
+    let segment = Arc::new(Segment::new(meta, &dir(), Arc::new(fs), cache));
     check_lookups(&segment, &def, &versions, &mut rng);
+    // Short scans take their keys from the full keys the lookups use.
+    let keys: Vec<&Vec<u8>> = versions.keys().collect();
+    for _ in 0..50 {
+        let at = rng.below(keys.len() as u64) as usize;
+        let end = (at + rng.below(300) as usize).min(keys.len() - 1);
+        let (from, to) = (
+            Bound::Included(keys[at].clone()),
+            Bound::Excluded(keys[end].clone()),
+        );
+        let seen = scanned(&segment, &def, &[1], (&from, &to), |_, _| {});
+        assert_eq!(seen, expected(&versions, (&from, &to)), "{from:?}..{to:?}");
+    }
 }
 
 #[test]
@@ -167,35 +179,61 @@ fn scans_read_between_their_bounds_and_fill_columns_the_segment_predates() {
         (Bound::Included(key(7)), Bound::Included(key(7))),
     ];
     for (from, to) in ranges {
-        let mut seen = 0;
-        for batch in segment
-            .scan(&later, &[added, 1], (&from, &to), &|_, _| false)
-            .unwrap()
-            .into_iter()
-            .flatten()
-        {
-            let batch = batch.unwrap();
-            assert_eq!(batch.num_columns(), SYSTEM_COLUMNS + 2);
-            let keys = batch.column(KEY).as_binary::<i32>();
+        let seen = scanned(&segment, &later, &[added, 1], (&from, &to), |batch, row| {
             let filled = batch
                 .column(SYSTEM_COLUMNS)
                 .as_primitive::<arrow::datatypes::Int32Type>();
-            for row in 0..batch.num_rows() {
-                let k = keys.value(row).to_vec();
-                assert!(
-                    (from.clone(), to.clone()).contains(&k),
-                    "row outside {from:?}..{to:?}"
-                );
-                assert_eq!(filled.value(row), 9);
-                seen += 1;
+            assert_eq!(filled.value(row), 9);
+        });
+        assert_eq!(seen, expected(&versions, (&from, &to)), "{from:?}..{to:?}");
+    }
+}
+
+/// The versions a scan of `segment` between `from` and `to` returns, in
+/// order, as (key, commit timestamp, deleted); `check` sees every row.
+fn scanned(
+    segment: &Arc<Segment>,
+    def: &TableDef,
+    columns: &[ColumnId],
+    (from, to): (&Bound<Vec<u8>>, &Bound<Vec<u8>>),
+    check: impl Fn(&arrow::record_batch::RecordBatch, usize),
+) -> Vec<(Vec<u8>, u64, bool)> {
+    let mut seen = Vec::new();
+    let batches = segment
+        .scan(def, columns, (from, to), &|_, _| false)
+        .unwrap();
+    for batch in batches.into_iter().flatten() {
+        let batch = batch.unwrap();
+        assert_eq!(batch.num_columns(), SYSTEM_COLUMNS + columns.len());
+        let keys = batch.column(KEY).as_binary::<i32>();
+        let ts = batch
+            .column(TS)
+            .as_primitive::<arrow::datatypes::UInt64Type>();
+        let deleted = batch.column(DELETED).as_boolean();
+        for row in 0..batch.num_rows() {
+            let key = keys.value(row).to_vec();
+            // Scans may return a few rows beyond either end.
+            if (from.clone(), to.clone()).contains(&key) {
+                check(&batch, row);
+                seen.push((key, ts.value(row), deleted.value(row)));
             }
         }
-        let expected: usize = versions
-            .range::<Vec<u8>, _>((from.clone(), to.clone()))
-            .map(|(_, l)| l.len())
-            .sum();
-        assert_eq!(seen, expected, "rows in {from:?}..{to:?}");
     }
+    seen
+}
+
+/// What [`scanned`] should return.
+fn expected(
+    versions: &Versions,
+    (from, to): (&Bound<Vec<u8>>, &Bound<Vec<u8>>),
+) -> Vec<(Vec<u8>, u64, bool)> {
+    versions
+        .range::<Vec<u8>, _>((from.clone(), to.clone()))
+        .flat_map(|(key, list)| {
+            list.iter()
+                .map(|(ts, values)| (key.clone(), *ts, values.is_none()))
+        })
+        .collect()
 }
 
 #[test]
@@ -219,4 +257,60 @@ fn a_flipped_byte_is_a_corruption_error_naming_the_file() {
         err.to_string().contains("00000000000000000004.parquet"),
         "{err}"
     );
+}
+
+#[test]
+fn a_scan_outside_the_segments_time_range_does_not_load_key_columns() {
+    let (fs, cache) = setup();
+    let columns = vec![
+        ColumnSpec::new("device", DataType::Int32),
+        ColumnSpec::new("ts", DataType::Timestamp),
+    ];
+    let def = Arc::new(TableDef::new(7, "t", columns, &["device", "ts"]).unwrap());
+    let key = |device: i32, ts: i64| {
+        let mut out = Vec::new();
+        let values = [Value::Int32(device), Value::Timestamp(ts)];
+        def.key_codec()
+            .encode(&[&values[0], &values[1]], &mut out)
+            .unwrap();
+        out
+    };
+    let mut versions = Versions::new();
+    for device in 0..10 {
+        for ts in (1_000..2_000).step_by(10) {
+            let row = vec![Value::Int32(device), Value::Timestamp(ts)];
+            versions.insert(key(device, ts), vec![(5, Some(row))]);
+        }
+    }
+    let meta = write(&fs, &def, 3, &versions);
+    let segment = Arc::new(Segment::new(meta, &dir(), Arc::new(fs), cache.clone()));
+    let rows = |from: Vec<u8>, to: Vec<u8>| {
+        let (from, to) = (Bound::Included(from), Bound::Excluded(to));
+        let batches = segment
+            .scan(&def, &[], (&from, &to), &|_, _| false)
+            .unwrap();
+        let mut keys = Vec::new();
+        for batch in batches.into_iter().flatten() {
+            let batch = batch.unwrap();
+            let column = batch.column(KEY).as_binary::<i32>();
+            keys.extend(column.iter().flatten().map(<[u8]>::to_vec));
+        }
+        keys.retain(|k| (from.clone(), to.clone()).contains(k));
+        keys
+    };
+    // Before and after the segment's times for one device, or past its
+    // devices: empty, decided from the key space alone.
+    assert!(rows(key(4, 0), key(4, 900)).is_empty());
+    assert!(rows(key(4, 2_000), key(4, 3_000)).is_empty());
+    assert!(rows(key(10, 0), key(11, 0)).is_empty());
+    assert_eq!(cache.used(), 0, "no key columns loaded");
+    // Inside them: the rows there, found through the key columns.
+    let inside = rows(key(4, 1_500), key(4, 1_600));
+    let expected: Vec<Vec<u8>> = (1_500..1_600).step_by(10).map(|ts| key(4, ts)).collect();
+    assert_eq!(inside, expected);
+    assert!(cache.used() > 0);
+    // Across devices, from past one device's times to before the next's.
+    let across = rows(key(4, 5_000), key(6, 0));
+    let expected: Vec<Vec<u8>> = (1_000..2_000).step_by(10).map(|ts| key(5, ts)).collect();
+    assert_eq!(across, expected);
 }
