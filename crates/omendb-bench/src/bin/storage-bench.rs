@@ -184,7 +184,7 @@ fn run(args: &Args, base: &Path) -> BenchResult<Results> {
         for rep in 0..args.reps {
             for c in turns(&contenders, rep) {
                 let extra_device = args.devices as i32;
-                let rate = concurrently(args, &*c.store, |_, session, _| {
+                let rate = concurrently(args, &*c.store, rep, |_, session, _| {
                     let n = c.next_extra.fetch_add(1, Ordering::Relaxed) as i64;
                     let mut row = data.reading(n as u64);
                     row.device = extra_device;
@@ -227,7 +227,7 @@ fn run(args: &Args, base: &Path) -> BenchResult<Results> {
     if wanted("mixed_80_20") {
         for rep in 0..args.reps {
             for c in turns(&contenders, rep) {
-                let rate = concurrently(args, &*c.store, |thread, session, rng| {
+                let rate = concurrently(args, &*c.store, rep, |thread, session, rng| {
                     let mut row = data.reading(rng.random_range(0..data.rows));
                     if rng.random_range(0..5) == 0 {
                         row.cpu = rng.random_range(0.0..100.0);
@@ -335,10 +335,12 @@ fn ingest(
 
 /// Runs `op` in `args.threads` sessions at once for `args.seconds` and
 /// returns operations per second. `op` gets the thread number, its
-/// session and a random generator of its own.
+/// session and a random generator of its own, seeded by thread and
+/// repetition `rep` (so repetitions do not replay the same operations).
 fn concurrently(
     args: &Args,
     store: &dyn Store,
+    rep: usize,
     op: impl Fn(usize, &mut dyn Session, &mut Xoshiro256PlusPlus) -> BenchResult<()> + Sync,
 ) -> BenchResult<f64> {
     let duration = Duration::from_secs_f64(args.seconds);
@@ -350,7 +352,8 @@ fn concurrently(
             .map(|thread| {
                 scope.spawn(move || -> BenchResult<u64> {
                     let session = store.session();
-                    let mut rng = Xoshiro256PlusPlus::seed_from_u64(thread as u64);
+                    let mut rng =
+                        Xoshiro256PlusPlus::seed_from_u64((rep * args.threads + thread) as u64);
                     barrier.wait();
                     let mut session = session?;
                     let start = Instant::now();
