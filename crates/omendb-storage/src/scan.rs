@@ -21,7 +21,7 @@
 //! predicates, but only where no older data lies under the row group's key
 //! range: skipping a newer version would unmask a stale older one.
 
-use std::collections::{VecDeque, btree_map};
+use std::collections::VecDeque;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -324,7 +324,7 @@ impl Sources {
 
 /// Rows of one table in key order as Arrow batches; see the module docs.
 #[derive(Debug)]
-pub struct BatchScan<'t> {
+pub struct BatchScan {
     def: Arc<TableDef>,
     /// Positions in the table's columns of the returned columns.
     projection: Vec<usize>,
@@ -332,7 +332,9 @@ pub struct BatchScan<'t> {
     with_keys: bool,
     from: Bound<Vec<u8>>,
     to: Bound<Vec<u8>>,
-    own: std::iter::Peekable<btree_map::Range<'t, (TableId, Bytes), PendingWrite>>,
+    /// The transaction's own writes in range (key, row or `None` for a
+    /// delete), copied so that the scan borrows nothing.
+    own: std::iter::Peekable<std::vec::IntoIter<(Bytes, Option<Bytes>)>>,
     memtables: Vec<MemtableCursor>,
     segments: Vec<SegmentCursor>,
     /// Segments this transaction drops: their live rows read as deleted.
@@ -434,14 +436,14 @@ impl Visibility {
     }
 }
 
-impl<'t> BatchScan<'t> {
+impl BatchScan {
     pub(crate) fn new(
         def: Arc<TableDef>,
-        own: &'t std::collections::BTreeMap<(TableId, Bytes), PendingWrite>,
+        own: &std::collections::BTreeMap<(TableId, Bytes), PendingWrite>,
         snapshot: Snapshot,
         request: &ScanRequest,
         own_drops: &[SegmentDrop],
-    ) -> Result<BatchScan<'t>> {
+    ) -> Result<BatchScan> {
         let table = def.id;
         let projection = match &request.columns {
             None => (0..def.columns.len()).collect(),
@@ -472,10 +474,12 @@ impl<'t> BatchScan<'t> {
         let bounds = request.range.encode(def.key_codec())?;
         let done = bounds.is_none();
         let (from, to) = bounds.unwrap_or((Bound::Unbounded, Bound::Unbounded));
-        let own = if done {
-            own.range(..(0, Bytes::new()))
+        let own: Vec<(Bytes, Option<Bytes>)> = if done {
+            Vec::new()
         } else {
             own.range((own_bound(table, &from, false), own_bound(table, &to, true)))
+                .map(|((_, key), write)| (key.clone(), write.row.clone()))
+                .collect()
         };
         let memtables = snapshot
             .view
@@ -536,7 +540,7 @@ impl<'t> BatchScan<'t> {
             with_keys: request.with_keys,
             from,
             to,
-            own: own.peekable(),
+            own: own.into_iter().peekable(),
             memtables,
             segments,
             hiding,
@@ -558,7 +562,7 @@ impl<'t> BatchScan<'t> {
     /// for a deleted key), or `None` at the end.
     fn next_key(&mut self) -> Result<Option<(Bytes, Option<Pick>)>> {
         loop {
-            let mut smallest: Option<Bytes> = self.own.peek().map(|((_, key), _)| key.clone());
+            let mut smallest: Option<Bytes> = self.own.peek().map(|(key, _)| key.clone());
             for cursor in &mut self.memtables {
                 if let Some(version) = cursor.peek()
                     && smallest.as_ref().is_none_or(|s| version.key < *s)
@@ -579,10 +583,10 @@ impl<'t> BatchScan<'t> {
             };
 
             let mut decided: Option<Option<Pick>> = None;
-            if self.own.peek().is_some_and(|((_, k), _)| *k == key)
-                && let Some((_, write)) = self.own.next()
+            if self.own.peek().is_some_and(|(k, _)| *k == key)
+                && let Some((_, row)) = self.own.next()
             {
-                decided = Some(write.row.clone().map(Pick::Encoded));
+                decided = Some(row.map(Pick::Encoded));
             }
             for cursor in &mut self.hiding {
                 if cursor.key() == Some(key.as_ref()) {
@@ -826,7 +830,7 @@ impl<'t> BatchScan<'t> {
     }
 }
 
-impl Iterator for BatchScan<'_> {
+impl Iterator for BatchScan {
     type Item = Result<RecordBatch>;
 
     fn next(&mut self) -> Option<Result<RecordBatch>> {
@@ -881,14 +885,14 @@ fn prunable(
 
 /// Rows (as values) of a scan, for callers that want them one by one.
 #[derive(Debug)]
-pub struct RowScan<'t> {
-    batches: BatchScan<'t>,
+pub struct RowScan {
+    batches: BatchScan,
     types: Vec<DataType>,
     current: Option<(RecordBatch, usize)>,
 }
 
-impl<'t> RowScan<'t> {
-    pub(crate) fn new(batches: BatchScan<'t>) -> RowScan<'t> {
+impl RowScan {
+    pub(crate) fn new(batches: BatchScan) -> RowScan {
         let types = batches
             .projection
             .iter()
@@ -916,7 +920,7 @@ impl<'t> RowScan<'t> {
     }
 }
 
-impl Iterator for RowScan<'_> {
+impl Iterator for RowScan {
     type Item = Result<Row>;
 
     fn next(&mut self) -> Option<Result<Row>> {

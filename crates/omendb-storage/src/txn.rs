@@ -273,7 +273,7 @@ impl Transaction {
 
     /// Rows of `table` in key order within `range`, as this transaction
     /// sees them, one by one.
-    pub fn scan(&mut self, table: &str, range: KeyRange) -> Result<RowScan<'_>> {
+    pub fn scan(&mut self, table: &str, range: KeyRange) -> Result<RowScan> {
         let request = ScanRequest {
             range,
             with_keys: true,
@@ -283,7 +283,7 @@ impl Transaction {
     }
 
     /// Rows of `table` as the request asks, as Arrow batches.
-    pub fn scan_batches(&mut self, table: &str, request: &ScanRequest) -> Result<BatchScan<'_>> {
+    pub fn scan_batches(&mut self, table: &str, request: &ScanRequest) -> Result<BatchScan> {
         let def = self.table(table)?;
         let snapshot = self.snapshot().clone();
         let own_drops = self.own_drops(def.id);
