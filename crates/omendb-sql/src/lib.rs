@@ -1,15 +1,28 @@
-//! OmenDB's SQL layer (not built yet).
+//! OmenDB's SQL layer: SQL text in, results out, over the storage engine.
 //!
 //! ```text
-//!   SQL text + params (from the server, through a query-handler trait)
+//!   SQL text (from the server, through the QueryHandler trait)
 //!          |
 //!          v
-//!   parse -> plan -> execute on Apache DataFusion
-//!          |   table providers over storage snapshots,
-//!          |   primary-key predicates pushed into the learned index
+//!   engine: transaction control, DDL and DML over storage;
+//!           queries planned and run by Apache DataFusion
+//!          |   provider: storage tables read through the
+//!          |   session's transaction
 //!          v
 //!   omendb-storage
 //! ```
 //!
-//! It will own the DataFusion session, the table providers, DML,
-//! transactions and PostgreSQL functions. It never speaks a wire protocol.
+//! Errors carry a class that maps to a PostgreSQL SQLSTATE (`error.rs`).
+//! It never speaks a wire protocol.
+
+mod engine;
+mod error;
+mod handler;
+mod provider;
+mod text;
+mod types;
+
+pub use engine::{SqlEngine, SqlSession};
+pub use error::{ErrorClass, Result, SqlError};
+pub use handler::{QueryHandler, StatementResult, TransactionStatus};
+pub use text::pg_text;

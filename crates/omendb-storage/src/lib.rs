@@ -42,7 +42,9 @@ pub use io::fault::{CrashMode, Fault, FaultFs, Op as FaultOp};
 pub use io::{FileSystem, OsFs, ReadFile, WriteFile};
 pub use scan::{BatchScan, CmpOp, KEY_COLUMN, KeyRange, Predicate, RowScan, ScanRequest};
 pub use txn::{Isolation, Row, Transaction};
-pub use types::{DataType, Interval, KeyCodec, MAX_NUMERIC_PRECISION, Value, compare, ordered_u64};
+pub use types::{
+    DataType, Interval, KeyCodec, MAX_NUMERIC_PRECISION, Value, compare, ordered_u64, value_at,
+};
 
 pub use index::key_encoding;
 pub use index::learned::search as last_mile;

@@ -195,7 +195,7 @@ fn downcast<'a, T: 'static>(array: &'a dyn Array, ty: &DataType) -> Result<&'a T
 }
 
 /// The value at `row` of `array`, read as a column of type `ty`.
-pub(crate) fn value_at(array: &dyn Array, row: usize, ty: &DataType) -> Result<Value> {
+pub fn value_at(array: &dyn Array, row: usize, ty: &DataType) -> Result<Value> {
     if array.is_null(row) {
         return Ok(Value::Null);
     }

@@ -1,0 +1,487 @@
+//! Statements in, results out: transaction control and DDL/DML handled
+//! here over the storage engine, queries planned and run by DataFusion
+//! over the session's transaction.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::physical_plan::collect;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{
+    ColumnOption, CreateTable, Ident, ObjectName, ObjectType, Query, Statement, TableConstraint,
+    TableObject,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+use omendb_storage::{ColumnSpec, Database, Isolation, TableDef, Value, value_at};
+
+use crate::error::{ErrorClass, Result, SqlError};
+use crate::handler::{QueryHandler, StatementResult, TransactionStatus};
+use crate::provider::{StorageSchema, TxnSlot};
+use crate::types::column_type;
+
+/// The SQL engine of one database.
+#[derive(Clone, Debug)]
+pub struct SqlEngine {
+    db: Database,
+}
+
+/// A client's session.
+pub struct SqlSession {
+    ctx: SessionContext,
+    txn: Arc<TxnSlot>,
+    status: TransactionStatus,
+    isolation: Isolation,
+}
+
+impl std::fmt::Debug for SqlSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlSession")
+            .field("session_id", &self.ctx.session_id())
+            .field("status", &self.status)
+            .field("isolation", &self.isolation)
+            .finish()
+    }
+}
+
+impl SqlEngine {
+    pub fn new(db: Database) -> SqlEngine {
+        SqlEngine { db }
+    }
+
+    /// The storage engine underneath.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    async fn run(&self, session: &mut SqlSession, statement: Statement) -> Result<StatementResult> {
+        if session.status == TransactionStatus::Failed
+            && !matches!(
+                statement,
+                Statement::Commit { .. } | Statement::Rollback { .. }
+            )
+        {
+            return Err(SqlError::new(
+                ErrorClass::InFailedTransaction,
+                "current transaction is aborted, commands ignored until end of transaction block",
+            ));
+        }
+        match statement {
+            Statement::StartTransaction { .. } => {
+                if session.status == TransactionStatus::Idle {
+                    *session.txn.lock() = Some(self.db.begin(session.isolation));
+                    session.status = TransactionStatus::InBlock;
+                }
+                Ok(command("BEGIN"))
+            }
+            Statement::Commit { .. } => {
+                let txn = session.txn.lock().take();
+                let failed = session.status == TransactionStatus::Failed;
+                session.status = TransactionStatus::Idle;
+                match txn {
+                    Some(txn) if !failed => {
+                        txn.commit()?;
+                        Ok(command("COMMIT"))
+                    }
+                    // PostgreSQL answers COMMIT of a failed block with ROLLBACK.
+                    Some(_) => Ok(command("ROLLBACK")),
+                    None => Ok(command("COMMIT")),
+                }
+            }
+            Statement::Rollback { .. } => {
+                session.txn.lock().take();
+                session.status = TransactionStatus::Idle;
+                Ok(command("ROLLBACK"))
+            }
+            statement => {
+                let autocommit = session.status == TransactionStatus::Idle;
+                if autocommit {
+                    *session.txn.lock() = Some(self.db.begin(session.isolation));
+                } else {
+                    session.txn.with(|txn| {
+                        txn.begin_statement();
+                        Ok(())
+                    })?;
+                }
+                let result = self.run_in_transaction(session, statement).await;
+                let txn = if autocommit {
+                    session.txn.lock().take()
+                } else {
+                    None
+                };
+                match (result, txn) {
+                    (Ok(result), Some(txn)) => {
+                        txn.commit()?;
+                        Ok(result)
+                    }
+                    (Ok(result), None) => Ok(result),
+                    (Err(error), _) => {
+                        if !autocommit {
+                            session.status = TransactionStatus::Failed;
+                        }
+                        Err(error)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_in_transaction(
+        &self,
+        session: &mut SqlSession,
+        statement: Statement,
+    ) -> Result<StatementResult> {
+        match statement {
+            Statement::CreateTable(create) => create_table(session, create),
+            Statement::Drop {
+                object_type: ObjectType::Table,
+                if_exists,
+                names,
+                ..
+            } => {
+                session.txn.with(|txn| {
+                    for name in &names {
+                        let name = table_name(name)?;
+                        if if_exists && txn.table(&name).is_err() {
+                            continue;
+                        }
+                        txn.drop_table(&name)?;
+                    }
+                    Ok(())
+                })?;
+                Ok(command("DROP TABLE"))
+            }
+            Statement::Insert(insert) => {
+                let TableObject::TableName(name) = &insert.table else {
+                    return Err(SqlError::unsupported("INSERT into a table function"));
+                };
+                if insert.on.is_some() || insert.returning.is_some() {
+                    return Err(SqlError::unsupported(
+                        "INSERT ... ON CONFLICT and RETURNING are not supported yet",
+                    ));
+                }
+                let Some(source) = insert.source else {
+                    return Err(SqlError::unsupported("INSERT without VALUES or SELECT"));
+                };
+                let name = table_name(name)?;
+                let def = session.txn.with(|txn| Ok(txn.table(&name)?))?;
+                let targets = insert
+                    .columns
+                    .iter()
+                    .map(column_name)
+                    .collect::<Result<Vec<_>>>()?;
+                let batches = query(session, *source).await?;
+                let inserted = insert_batches(session, &def, &targets, &batches).await?;
+                Ok(command(&format!("INSERT 0 {inserted}")))
+            }
+            Statement::Query(q) => {
+                let batches_and_schema = query_with_schema(session, *q).await?;
+                Ok(StatementResult::Rows {
+                    schema: batches_and_schema.0,
+                    batches: batches_and_schema.1,
+                })
+            }
+            other => Err(SqlError::unsupported(format!(
+                "statement not supported yet: {}",
+                first_words(&other.to_string())
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl QueryHandler for SqlEngine {
+    type Session = SqlSession;
+
+    fn new_session(&self) -> SqlSession {
+        let txn = Arc::new(TxnSlot::default());
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema("omendb", "public")
+            .with_create_default_catalog_and_schema(false);
+        let ctx = SessionContext::new_with_config(config);
+        let catalog = MemoryCatalogProvider::new();
+        // Registering into a fresh in-memory catalog cannot fail.
+        let _ = catalog.register_schema("public", Arc::new(StorageSchema { txn: txn.clone() }));
+        ctx.register_catalog("omendb", Arc::new(catalog));
+        SqlSession {
+            ctx,
+            txn,
+            status: TransactionStatus::Idle,
+            isolation: Isolation::ReadCommitted,
+        }
+    }
+
+    async fn execute(&self, session: &mut SqlSession, sql: &str) -> Vec<Result<StatementResult>> {
+        let statements = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+            Ok(statements) => statements,
+            Err(e) => {
+                if session.status == TransactionStatus::InBlock {
+                    session.status = TransactionStatus::Failed;
+                }
+                return vec![Err(SqlError::new(ErrorClass::SyntaxError, e.to_string()))];
+            }
+        };
+        let mut results = Vec::with_capacity(statements.len());
+        for statement in statements {
+            let result = self.run(session, statement).await;
+            let failed = result.is_err();
+            results.push(result);
+            if failed {
+                break;
+            }
+        }
+        results
+    }
+
+    fn transaction_status(&self, session: &SqlSession) -> TransactionStatus {
+        session.status
+    }
+}
+
+fn command(tag: &str) -> StatementResult {
+    StatementResult::Command { tag: tag.into() }
+}
+
+fn first_words(sql: &str) -> String {
+    sql.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// An identifier as PostgreSQL folds it: unquoted names are lower-cased.
+fn ident(ident: &Ident) -> String {
+    match ident.quote_style {
+        Some(_) => ident.value.clone(),
+        None => ident.value.to_lowercase(),
+    }
+}
+
+/// The table a name refers to (`public.t` and `t` are the same table).
+fn table_name(name: &ObjectName) -> Result<String> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|part| {
+            part.as_ident()
+                .map(ident)
+                .ok_or_else(|| SqlError::unsupported(format!("table name {name}")))
+        })
+        .collect::<Result<_>>()?;
+    match parts.as_slice() {
+        [table] => Ok(table.clone()),
+        [schema, table] if schema == "public" => Ok(table.clone()),
+        _ => Err(SqlError::new(
+            ErrorClass::UndefinedTable,
+            format!("relation \"{name}\" does not exist"),
+        )),
+    }
+}
+
+fn column_name(name: &ObjectName) -> Result<String> {
+    match name.0.as_slice() {
+        [part] => part
+            .as_ident()
+            .map(ident)
+            .ok_or_else(|| SqlError::unsupported(format!("column name {name}"))),
+        _ => Err(SqlError::unsupported(format!("column name {name}"))),
+    }
+}
+
+fn create_table(session: &mut SqlSession, create: CreateTable) -> Result<StatementResult> {
+    if create.query.is_some() {
+        return Err(SqlError::unsupported(
+            "CREATE TABLE ... AS is not supported yet",
+        ));
+    }
+    let name = table_name(&create.name)?;
+    let mut specs = Vec::with_capacity(create.columns.len());
+    let mut primary_key: Vec<String> = Vec::new();
+    for column in &create.columns {
+        let column_name = ident(&column.name);
+        let mut spec = ColumnSpec::new(column_name.clone(), column_type(&column.data_type)?);
+        for option in &column.options {
+            match &option.option {
+                ColumnOption::Null => {}
+                ColumnOption::NotNull => spec.nullable = false,
+                ColumnOption::Default(expr) => spec.default = Some(expr.to_string()),
+                ColumnOption::PrimaryKey(_) => {
+                    if !primary_key.is_empty() {
+                        return Err(SqlError::new(
+                            ErrorClass::SyntaxError,
+                            format!("multiple primary keys for table \"{name}\" are not allowed"),
+                        ));
+                    }
+                    primary_key.push(column_name.clone());
+                }
+                other => {
+                    return Err(SqlError::unsupported(format!(
+                        "column option {other} is not supported yet"
+                    )));
+                }
+            }
+        }
+        specs.push(spec);
+    }
+    for constraint in &create.constraints {
+        match constraint {
+            TableConstraint::PrimaryKey(pk) => {
+                if !primary_key.is_empty() {
+                    return Err(SqlError::new(
+                        ErrorClass::SyntaxError,
+                        format!("multiple primary keys for table \"{name}\" are not allowed"),
+                    ));
+                }
+                for column in &pk.columns {
+                    primary_key.push(match &column.column.expr {
+                        datafusion::sql::sqlparser::ast::Expr::Identifier(id) => ident(id),
+                        other => {
+                            return Err(SqlError::unsupported(format!(
+                                "primary key on expression {other}"
+                            )));
+                        }
+                    });
+                }
+            }
+            other => {
+                return Err(SqlError::unsupported(format!(
+                    "table constraint {other} is not supported yet"
+                )));
+            }
+        }
+    }
+    // Key columns are NOT NULL, as in PostgreSQL.
+    for spec in &mut specs {
+        if primary_key.contains(&spec.name) {
+            spec.nullable = false;
+        }
+    }
+    session.txn.with(|txn| {
+        if create.if_not_exists && txn.table(&name).is_ok() {
+            return Ok(());
+        }
+        let key: Vec<&str> = primary_key.iter().map(String::as_str).collect();
+        txn.create_table(&name, specs, &key)?;
+        Ok(())
+    })?;
+    Ok(command("CREATE TABLE"))
+}
+
+/// Plans and runs a query in the session's transaction.
+async fn query(session: &SqlSession, q: Query) -> Result<Vec<RecordBatch>> {
+    Ok(query_with_schema(session, q).await?.1)
+}
+
+async fn query_with_schema(
+    session: &SqlSession,
+    q: Query,
+) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    let state = session.ctx.state();
+    let plan = state
+        .statement_to_plan(DfStatement::Statement(Box::new(Statement::Query(
+            Box::new(q),
+        ))))
+        .await?;
+    let physical = state.create_physical_plan(&plan).await?;
+    let schema = physical.schema();
+    let batches = collect(physical, session.ctx.task_ctx()).await?;
+    Ok((schema, batches))
+}
+
+/// Inserts the rows of `batches` into `def`, whose columns `targets` (all
+/// in table order when empty) they fill; other columns get their default.
+async fn insert_batches(
+    session: &SqlSession,
+    def: &Arc<TableDef>,
+    targets: &[String],
+    batches: &[RecordBatch],
+) -> Result<u64> {
+    let positions: Vec<usize> = if targets.is_empty() {
+        (0..def.columns.len()).collect()
+    } else {
+        targets
+            .iter()
+            .map(|name| {
+                def.columns
+                    .iter()
+                    .position(|c| &c.name == name)
+                    .ok_or_else(|| {
+                        SqlError::new(
+                            ErrorClass::UndefinedColumn,
+                            format!(
+                                "column \"{name}\" of relation \"{}\" does not exist",
+                                def.name
+                            ),
+                        )
+                    })
+            })
+            .collect::<Result<_>>()?
+    };
+    let mut defaults = Vec::with_capacity(def.columns.len());
+    for (i, column) in def.columns.iter().enumerate() {
+        defaults.push(match (&column.default, positions.contains(&i)) {
+            (Some(expr), false) => default_value(session, expr, column).await?,
+            _ => Value::Null,
+        });
+    }
+    let mut inserted = 0;
+    for batch in batches {
+        if batch.num_columns() > positions.len() {
+            return Err(SqlError::new(
+                ErrorClass::SyntaxError,
+                "INSERT has more expressions than target columns",
+            ));
+        }
+        let columns: Vec<(usize, ArrayRef)> = positions
+            .iter()
+            .zip(batch.columns())
+            .map(|(&i, array)| {
+                let to = def.columns[i].data_type.arrow_type();
+                Ok((
+                    i,
+                    cast(array.as_ref(), &to).map_err(datafusion::error::DataFusionError::from)?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        for row in 0..batch.num_rows() {
+            let mut values = defaults.clone();
+            for (i, array) in &columns {
+                values[*i] = value_at(
+                    array.as_ref() as &dyn Array,
+                    row,
+                    &def.columns[*i].data_type,
+                )?;
+            }
+            session.txn.with(|txn| Ok(txn.insert(&def.name, values)?))?;
+            inserted += 1;
+        }
+    }
+    Ok(inserted)
+}
+
+/// A column's default, evaluated now.
+async fn default_value(
+    session: &SqlSession,
+    expr: &str,
+    column: &omendb_storage::ColumnDef,
+) -> Result<Value> {
+    let sql = format!("SELECT {expr}");
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, &sql)
+        .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))?;
+    let Some(Statement::Query(q)) = statements.pop() else {
+        return Err(SqlError::internal(format!(
+            "default {expr} is not an expression"
+        )));
+    };
+    let batches = query(session, *q).await?;
+    let array = batches
+        .first()
+        .filter(|b| b.num_rows() == 1)
+        .map(|b| b.column(0).clone())
+        .ok_or_else(|| SqlError::internal(format!("default {expr} gave no value")))?;
+    let array = cast(array.as_ref(), &column.data_type.arrow_type())
+        .map_err(datafusion::error::DataFusionError::from)?;
+    Ok(value_at(array.as_ref(), 0, &column.data_type)?)
+}

@@ -1,0 +1,49 @@
+//! The narrow interface the server calls: SQL text and parameters in, one
+//! result per statement out.
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::error::Result;
+
+/// What one statement produced.
+#[derive(Debug)]
+pub enum StatementResult {
+    /// Rows: their schema (column names and types) and the batches.
+    Rows {
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
+    /// A command without rows and its PostgreSQL command tag, such as
+    /// `CREATE TABLE` or `INSERT 0 3`.
+    Command { tag: String },
+}
+
+/// Where a session stands, as PostgreSQL's ReadyForQuery reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransactionStatus {
+    /// Not in a transaction block.
+    Idle,
+    /// In a transaction block.
+    InBlock,
+    /// In a failed transaction block: statements are refused until ROLLBACK.
+    Failed,
+}
+
+/// Executes SQL for the sessions of one database.
+#[async_trait]
+pub trait QueryHandler: Send + Sync {
+    /// A client's session: its settings and transaction.
+    type Session: Send;
+
+    fn new_session(&self) -> Self::Session;
+
+    /// Runs the statements of `sql` in order, one result each, stopping
+    /// after the first error (that statement's effects are undone; in a
+    /// transaction block the block fails until ROLLBACK).
+    async fn execute(&self, session: &mut Self::Session, sql: &str)
+    -> Vec<Result<StatementResult>>;
+
+    fn transaction_status(&self, session: &Self::Session) -> TransactionStatus;
+}

@@ -1,0 +1,247 @@
+//! Storage tables as DataFusion sees them: a schema provider listing the
+//! session's tables and a table provider whose scans read through the
+//! session's current transaction (its snapshot and its own writes).
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::SchemaProvider;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
+    PlanProperties, ReplaceChildrenOptions,
+};
+use omendb_storage::{ScanRequest, TableDef, Transaction};
+
+use crate::error::{SqlError, external};
+
+/// The transaction a session's statements run in, shared with the table
+/// providers of its DataFusion context. Empty between statements in
+/// autocommit mode.
+#[derive(Debug, Default)]
+pub(crate) struct TxnSlot(Mutex<Option<Transaction>>);
+
+impl TxnSlot {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Option<Transaction>> {
+        // A panic while the slot is held leaves at worst a transaction that
+        // the session rolls back; the slot itself stays valid.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on the current transaction.
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Transaction) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        match self.lock().as_mut() {
+            Some(txn) => f(txn),
+            None => Err(SqlError::internal("no transaction for the statement")),
+        }
+    }
+}
+
+/// The `public` schema: every table of the storage catalog, as the
+/// session's transaction sees it.
+#[derive(Debug)]
+pub(crate) struct StorageSchema {
+    pub(crate) txn: Arc<TxnSlot>,
+}
+
+impl StorageSchema {
+    fn def(&self, name: &str) -> Option<Arc<TableDef>> {
+        let mut slot = self.txn.lock();
+        let txn = slot.as_mut()?;
+        txn.catalog().table(name).ok().cloned()
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for StorageSchema {
+    fn table_names(&self) -> Vec<String> {
+        let mut slot = self.txn.lock();
+        match slot.as_mut() {
+            Some(txn) => txn.catalog().tables().map(|t| t.name.clone()).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        Ok(self.def(name).map(|def| {
+            Arc::new(StorageTable {
+                schema: table_schema(&def),
+                def,
+                txn: self.txn.clone(),
+            }) as Arc<dyn TableProvider>
+        }))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.def(name).is_some()
+    }
+}
+
+/// The Arrow schema of a table's rows.
+pub(crate) fn table_schema(def: &TableDef) -> SchemaRef {
+    let fields: Vec<Field> = def
+        .columns
+        .iter()
+        .map(|c| Field::new(&c.name, c.data_type.arrow_type(), c.nullable))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// One storage table.
+#[derive(Debug)]
+pub(crate) struct StorageTable {
+    def: Arc<TableDef>,
+    schema: SchemaRef,
+    txn: Arc<TxnSlot>,
+}
+
+#[async_trait]
+impl TableProvider for StorageTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let positions: Vec<usize> = match projection {
+            Some(p) => p.clone(),
+            None => (0..self.def.columns.len()).collect(),
+        };
+        let schema = Arc::new(self.schema.project(&positions)?);
+        let columns = positions
+            .iter()
+            .map(|&i| self.def.columns[i].name.clone())
+            .collect();
+        let request = ScanRequest {
+            columns: Some(columns),
+            ..ScanRequest::default()
+        };
+        Ok(Arc::new(StorageScanExec::new(
+            self.def.name.clone(),
+            schema,
+            request,
+            self.txn.clone(),
+        )))
+    }
+}
+
+/// Reads a table through the session's transaction.
+#[derive(Debug)]
+pub(crate) struct StorageScanExec {
+    table: String,
+    request: ScanRequest,
+    txn: Arc<TxnSlot>,
+    properties: Arc<PlanProperties>,
+}
+
+impl StorageScanExec {
+    fn new(table: String, schema: SchemaRef, request: ScanRequest, txn: Arc<TxnSlot>) -> Self {
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        StorageScanExec {
+            table,
+            request,
+            txn,
+            properties: Arc::new(properties),
+        }
+    }
+}
+
+impl DisplayAs for StorageScanExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        match t {
+            DisplayFormatType::Default | DisplayFormatType::Verbose => {
+                write!(f, "StorageScan: table={}", self.table)
+            }
+            DisplayFormatType::TreeRender => write!(f, "table={}", self.table),
+        }
+    }
+}
+
+impl ExecutionPlan for StorageScanExec {
+    fn name(&self) -> &'static str {
+        "StorageScan"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        if partition != 0 {
+            return Err(DataFusionError::Internal(format!(
+                "storage scan has one partition, asked for {partition}"
+            )));
+        }
+        let scan = {
+            let mut slot = self.txn.lock();
+            let txn = slot
+                .as_mut()
+                .ok_or_else(|| DataFusionError::Internal("scan outside a transaction".into()))?;
+            txn.scan_batches(&self.table, &self.request)
+                .map_err(external)?
+        };
+        let schema = self.properties.eq_properties.schema().clone();
+        let batches = futures::stream::iter(scan.map(|batch| batch.map_err(external)));
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
+    }
+}
