@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::execution::FunctionRegistry;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::physical_plan::collect;
 use datafusion::sql::parser::Statement as DfStatement;
@@ -20,9 +21,11 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use omendb_storage::{ColumnSpec, Database, Isolation, TableDef, Value, value_at};
 
+use crate::arith::IntegerArithmetic;
+use crate::dml;
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::{QueryHandler, StatementResult, TransactionStatus};
-use crate::provider::{StorageSchema, TxnSlot};
+use crate::provider::{KEYS_SCHEMA, StorageSchema, TxnSlot};
 use crate::types::column_type;
 
 /// The SQL engine of one database.
@@ -46,6 +49,12 @@ impl std::fmt::Debug for SqlSession {
             .field("status", &self.status)
             .field("isolation", &self.isolation)
             .finish()
+    }
+}
+
+impl SqlSession {
+    pub(crate) fn txn(&self) -> &TxnSlot {
+        &self.txn
     }
 }
 
@@ -179,6 +188,8 @@ impl SqlEngine {
                 let inserted = insert_batches(session, &def, &targets, &batches).await?;
                 Ok(command(&format!("INSERT 0 {inserted}")))
             }
+            Statement::Update(update) => dml::update(session, update).await,
+            Statement::Delete(delete) => dml::delete(session, delete).await,
             Statement::Query(q) => {
                 let batches_and_schema = query_with_schema(session, *q).await?;
                 Ok(StatementResult::Rows {
@@ -203,11 +214,19 @@ impl QueryHandler for SqlEngine {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema("omendb", "public")
             .with_create_default_catalog_and_schema(false);
-        let ctx = SessionContext::new_with_config(config);
+        let mut ctx = SessionContext::new_with_config(config);
         let catalog = MemoryCatalogProvider::new();
         // Registering into a fresh in-memory catalog cannot fail.
-        let _ = catalog.register_schema("public", Arc::new(StorageSchema { txn: txn.clone() }));
+        for (name, with_keys) in [("public", false), (KEYS_SCHEMA, true)] {
+            let schema = StorageSchema {
+                txn: txn.clone(),
+                with_keys,
+            };
+            let _ = catalog.register_schema(name, Arc::new(schema));
+        }
         ctx.register_catalog("omendb", Arc::new(catalog));
+        // Registering a planner on a fresh context cannot fail.
+        let _ = ctx.register_expr_planner(Arc::new(IntegerArithmetic::new()));
         SqlSession {
             ctx,
             txn,
@@ -243,7 +262,7 @@ impl QueryHandler for SqlEngine {
     }
 }
 
-fn command(tag: &str) -> StatementResult {
+pub(crate) fn command(tag: &str) -> StatementResult {
     StatementResult::Command { tag: tag.into() }
 }
 
@@ -260,7 +279,7 @@ fn ident(ident: &Ident) -> String {
 }
 
 /// The table a name refers to (`public.t` and `t` are the same table).
-fn table_name(name: &ObjectName) -> Result<String> {
+pub(crate) fn table_name(name: &ObjectName) -> Result<String> {
     let parts: Vec<String> = name
         .0
         .iter()
@@ -280,7 +299,7 @@ fn table_name(name: &ObjectName) -> Result<String> {
     }
 }
 
-fn column_name(name: &ObjectName) -> Result<String> {
+pub(crate) fn column_name(name: &ObjectName) -> Result<String> {
     match name.0.as_slice() {
         [part] => part
             .as_ident()
@@ -369,6 +388,17 @@ fn create_table(session: &mut SqlSession, create: CreateTable) -> Result<Stateme
     Ok(command("CREATE TABLE"))
 }
 
+/// Plans and runs the query `sql` (text the engine wrote) in the session's
+/// transaction.
+pub(crate) async fn query_text(session: &SqlSession, sql: &str) -> Result<Vec<RecordBatch>> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))?;
+    match (statements.pop(), statements.is_empty()) {
+        (Some(Statement::Query(q)), true) => query(session, *q).await,
+        _ => Err(SqlError::internal(format!("not one query: {sql}"))),
+    }
+}
+
 /// Plans and runs a query in the session's transaction.
 async fn query(session: &SqlSession, q: Query) -> Result<Vec<RecordBatch>> {
     Ok(query_with_schema(session, q).await?.1)
@@ -437,13 +467,7 @@ async fn insert_batches(
         let columns: Vec<(usize, ArrayRef)> = positions
             .iter()
             .zip(batch.columns())
-            .map(|(&i, array)| {
-                let to = def.columns[i].data_type.arrow_type();
-                Ok((
-                    i,
-                    cast(array.as_ref(), &to).map_err(datafusion::error::DataFusionError::from)?,
-                ))
-            })
+            .map(|(&i, array)| Ok((i, cast_column(array, &def.columns[i].data_type)?)))
             .collect::<Result<_>>()?;
         for row in 0..batch.num_rows() {
             let mut values = defaults.clone();
@@ -461,27 +485,29 @@ async fn insert_batches(
     Ok(inserted)
 }
 
+/// `array` as a column of type `ty`: a value that does not convert is an
+/// error (22P02, or 22003 when out of range), never a silent NULL.
+pub(crate) fn cast_column(array: &ArrayRef, ty: &omendb_storage::DataType) -> Result<ArrayRef> {
+    let options = CastOptions {
+        safe: false,
+        ..CastOptions::default()
+    };
+    cast_with_options(array.as_ref(), &ty.arrow_type(), &options)
+        .map_err(|e| SqlError::from(datafusion::error::DataFusionError::from(e)))
+}
+
 /// A column's default, evaluated now.
 async fn default_value(
     session: &SqlSession,
     expr: &str,
     column: &omendb_storage::ColumnDef,
 ) -> Result<Value> {
-    let sql = format!("SELECT {expr}");
-    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, &sql)
-        .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))?;
-    let Some(Statement::Query(q)) = statements.pop() else {
-        return Err(SqlError::internal(format!(
-            "default {expr} is not an expression"
-        )));
-    };
-    let batches = query(session, *q).await?;
+    let batches = query_text(session, &format!("SELECT {expr}")).await?;
     let array = batches
         .first()
         .filter(|b| b.num_rows() == 1)
         .map(|b| b.column(0).clone())
         .ok_or_else(|| SqlError::internal(format!("default {expr} gave no value")))?;
-    let array = cast(array.as_ref(), &column.data_type.arrow_type())
-        .map_err(datafusion::error::DataFusionError::from)?;
+    let array = cast_column(&array, &column.data_type)?;
     Ok(value_at(array.as_ref(), 0, &column.data_type)?)
 }

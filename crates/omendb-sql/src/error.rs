@@ -209,7 +209,9 @@ fn classify_arrow(error: &ArrowError) -> SqlError {
         ArrowError::DivideByZero => ErrorClass::DivisionByZero,
         ArrowError::ArithmeticOverflow(_) => ErrorClass::NumericValueOutOfRange,
         ArrowError::CastError(message) | ArrowError::ParseError(message)
-            if message.contains("overflow") || message.contains("too large") =>
+            if message.contains("overflow")
+                || message.contains("too large")
+                || message.contains("Can't cast value") =>
         {
             ErrorClass::NumericValueOutOfRange
         }

@@ -15,6 +15,8 @@
 //! Errors carry a class that maps to a PostgreSQL SQLSTATE (`error.rs`).
 //! It never speaks a wire protocol.
 
+mod arith;
+mod dml;
 mod engine;
 mod error;
 mod handler;

@@ -6,7 +6,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::SchemaProvider;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -21,7 +22,7 @@ use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
     PlanProperties, ReplaceChildrenOptions,
 };
-use omendb_storage::{ScanRequest, TableDef, Transaction};
+use omendb_storage::{KEY_COLUMN, ScanRequest, TableDef, Transaction};
 
 use crate::error::{SqlError, external};
 
@@ -51,11 +52,17 @@ impl TxnSlot {
 }
 
 /// The `public` schema: every table of the storage catalog, as the
-/// session's transaction sees it.
+/// session's transaction sees it. With `with_keys` (the internal schema
+/// UPDATE and DELETE read from) each table has one more column, `_key`:
+/// the encoded primary key (or hidden row id) a write addresses.
 #[derive(Debug)]
 pub(crate) struct StorageSchema {
     pub(crate) txn: Arc<TxnSlot>,
+    pub(crate) with_keys: bool,
 }
+
+/// The schema whose tables carry their `_key` column.
+pub(crate) const KEYS_SCHEMA: &str = "_omendb_keys";
 
 impl StorageSchema {
     fn def(&self, name: &str) -> Option<Arc<TableDef>> {
@@ -77,8 +84,15 @@ impl SchemaProvider for StorageSchema {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         Ok(self.def(name).map(|def| {
+            let mut schema = table_schema(&def);
+            if self.with_keys {
+                let mut fields: Vec<Field> =
+                    schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+                fields.push(Field::new(KEY_COLUMN, DataType::Binary, false));
+                schema = Arc::new(Schema::new(fields));
+            }
             Arc::new(StorageTable {
-                schema: table_schema(&def),
+                schema,
                 def,
                 txn: self.txn.clone(),
             }) as Arc<dyn TableProvider>
@@ -127,21 +141,41 @@ impl TableProvider for StorageTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let positions: Vec<usize> = match projection {
             Some(p) => p.clone(),
-            None => (0..self.def.columns.len()).collect(),
+            None => (0..self.schema.fields().len()).collect(),
         };
         let schema = Arc::new(self.schema.project(&positions)?);
-        let columns = positions
+        // Storage returns the table columns asked for, then `_key` last.
+        let key_at = self.def.columns.len();
+        let columns: Vec<String> = positions
             .iter()
+            .filter(|&&i| i != key_at)
             .map(|&i| self.def.columns[i].name.clone())
             .collect();
+        let with_keys = positions.contains(&key_at);
+        let order = with_keys.then(|| {
+            let mut next = 0;
+            positions
+                .iter()
+                .map(|&i| {
+                    if i == key_at {
+                        columns.len()
+                    } else {
+                        next += 1;
+                        next - 1
+                    }
+                })
+                .collect()
+        });
         let request = ScanRequest {
             columns: Some(columns),
+            with_keys,
             ..ScanRequest::default()
         };
         Ok(Arc::new(StorageScanExec::new(
             self.def.name.clone(),
             schema,
             request,
+            order,
             self.txn.clone(),
         )))
     }
@@ -152,12 +186,21 @@ impl TableProvider for StorageTable {
 pub(crate) struct StorageScanExec {
     table: String,
     request: ScanRequest,
+    /// Where each output column is in the storage batches, when not in
+    /// order (`_key` comes last from storage).
+    order: Option<Vec<usize>>,
     txn: Arc<TxnSlot>,
     properties: Arc<PlanProperties>,
 }
 
 impl StorageScanExec {
-    fn new(table: String, schema: SchemaRef, request: ScanRequest, txn: Arc<TxnSlot>) -> Self {
+    fn new(
+        table: String,
+        schema: SchemaRef,
+        request: ScanRequest,
+        order: Option<Vec<usize>>,
+        txn: Arc<TxnSlot>,
+    ) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema),
             Partitioning::UnknownPartitioning(1),
@@ -167,6 +210,7 @@ impl StorageScanExec {
         StorageScanExec {
             table,
             request,
+            order,
             txn,
             properties: Arc::new(properties),
         }
@@ -241,7 +285,18 @@ impl ExecutionPlan for StorageScanExec {
                 .map_err(external)?
         };
         let schema = self.properties.eq_properties.schema().clone();
-        let batches = futures::stream::iter(scan.map(|batch| batch.map_err(external)));
+        let order = self.order.clone();
+        let out = schema.clone();
+        let batches = futures::stream::iter(scan.map(move |batch| {
+            let batch = batch.map_err(external)?;
+            match &order {
+                None => Ok(batch),
+                Some(order) => {
+                    let columns = order.iter().map(|&i| batch.column(i).clone()).collect();
+                    Ok(RecordBatch::try_new(out.clone(), columns)?)
+                }
+            }
+        }));
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
     }
 }

@@ -756,10 +756,8 @@ impl BatchScan {
             if self.with_keys {
                 columns.push(batch.column(KEY).clone());
             }
-            let output = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| {
-                StorageError::internal(format!("scan batch of {}: {e}", self.def.name))
-            })?;
-            direct.pending = Some(output);
+            let rows = batch.num_rows();
+            direct.pending = Some(output_batch(&self.schema, &self.def.name, columns, rows)?);
         }
     }
 
@@ -824,10 +822,21 @@ impl BatchScan {
         if self.with_keys {
             columns.push(Arc::new(keys.finish()));
         }
-        RecordBatch::try_new(self.schema.clone(), columns)
-            .map(Some)
-            .map_err(|e| StorageError::internal(format!("scan batch of {}: {e}", self.def.name)))
+        output_batch(&self.schema, &self.def.name, columns, picks.len()).map(Some)
     }
+}
+
+/// An output batch of `rows` rows of `table`; a scan of no columns (as for
+/// `count(*)`) still counts its rows.
+fn output_batch(
+    schema: &SchemaRef,
+    table: &str,
+    columns: Vec<ArrayRef>,
+    rows: usize,
+) -> Result<RecordBatch> {
+    let options = arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+        .map_err(|e| StorageError::internal(format!("scan batch of {table}: {e}")))
 }
 
 impl Iterator for BatchScan {

@@ -106,12 +106,18 @@ def run_file(dsn, path):
                 with conn.cursor() as cur:
                     cur.execute(sql)
                     rows = cur.fetchall() if cur.description else []
+                    rowcount = cur.rowcount
                 error = None
             except psycopg.Error as e:
                 error = e
             if kind == "statement" and words[1] == "ok":
                 if error is not None:
                     failures.append(f"{path.name}:{line}: expected ok, got {error.sqlstate}: {error}")
+            elif kind == "statement" and words[1] == "count":
+                if error is not None:
+                    failures.append(f"{path.name}:{line}: expected ok, got {error.sqlstate}: {error}")
+                elif rowcount != int(words[2]):
+                    failures.append(f"{path.name}:{line}: expected count {words[2]}, got {rowcount}")
             elif kind == "statement" and words[1] == "error":
                 pattern = " ".join(words[2:])
                 if error is None:

@@ -407,3 +407,32 @@ fn scans_over_several_segments_merge_them_whether_or_not_they_share_keys() {
     assert_eq!(scan_range(&mut txn, 995, 1005), expected(995, 1005, &newer));
     assert_eq!(scan_range(&mut txn, 0, 2000), expected(0, 2000, &newer));
 }
+
+#[test]
+fn a_scan_of_no_columns_still_counts_rows_in_memtables_segments_and_own_writes() {
+    let (_fs, db) = setup();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    for k in 0..10 {
+        txn.insert("kv", row(k, "x")).unwrap();
+    }
+    txn.commit().unwrap();
+    db.flush().unwrap();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    for k in 10..15 {
+        txn.insert("kv", row(k, "y")).unwrap();
+    }
+    let request = ScanRequest {
+        columns: Some(Vec::new()),
+        ..ScanRequest::default()
+    };
+    let rows: usize = txn
+        .scan_batches("kv", &request)
+        .unwrap()
+        .map(|b| {
+            let batch = b.unwrap();
+            assert_eq!(batch.num_columns(), 0);
+            batch.num_rows()
+        })
+        .sum();
+    assert_eq!(rows, 15);
+}
