@@ -14,8 +14,8 @@ use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::physical_plan::collect;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    ColumnOption, CreateTable, Ident, ObjectName, ObjectType, Query, Statement, TableConstraint,
-    TableObject,
+    ColumnOption, CreateTable, Ident, ObjectName, ObjectType, Query, Set, Statement,
+    TableConstraint, TableObject, TransactionIsolationLevel, TransactionMode,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -39,7 +39,10 @@ pub struct SqlSession {
     ctx: SessionContext,
     txn: Arc<TxnSlot>,
     status: TransactionStatus,
+    /// The isolation new transactions get.
     isolation: Isolation,
+    /// A statement has run in the current block (its isolation is fixed).
+    block_used: bool,
 }
 
 impl std::fmt::Debug for SqlSession {
@@ -81,12 +84,66 @@ impl SqlEngine {
             ));
         }
         match statement {
-            Statement::StartTransaction { .. } => {
+            Statement::StartTransaction { modes, .. } => {
                 if session.status == TransactionStatus::Idle {
-                    *session.txn.lock() = Some(self.db.begin(session.isolation));
+                    let isolation = isolation_of(&modes).unwrap_or(session.isolation);
+                    *session.txn.lock() = Some(self.db.begin(isolation));
                     session.status = TransactionStatus::InBlock;
+                    session.block_used = false;
                 }
                 Ok(command("BEGIN"))
+            }
+            Statement::Set(Set::SetTransaction {
+                modes,
+                session: characteristics,
+                ..
+            }) => {
+                let Some(isolation) = isolation_of(&modes) else {
+                    return Ok(command("SET"));
+                };
+                if characteristics {
+                    session.isolation = isolation;
+                } else if session.status == TransactionStatus::Idle {
+                    // PostgreSQL warns and does nothing outside a block.
+                } else if session.block_used {
+                    return Err(SqlError::new(
+                        ErrorClass::ActiveTransaction,
+                        "SET TRANSACTION ISOLATION LEVEL must be called before any query",
+                    ));
+                } else {
+                    *session.txn.lock() = Some(self.db.begin(isolation));
+                }
+                Ok(command("SET"))
+            }
+            Statement::Savepoint { name } => {
+                in_block(session, "SAVEPOINT")?;
+                let name = ident(&name);
+                session.txn.with(|txn| {
+                    txn.savepoint(&name);
+                    Ok(())
+                })?;
+                Ok(command("SAVEPOINT"))
+            }
+            Statement::ReleaseSavepoint { name } => {
+                in_block(session, "RELEASE SAVEPOINT")?;
+                let name = ident(&name);
+                session
+                    .txn
+                    .with(|txn| txn.release(&name).map_err(no_savepoint))?;
+                Ok(command("RELEASE"))
+            }
+            Statement::Rollback {
+                savepoint: Some(name),
+                ..
+            } => {
+                in_block(session, "ROLLBACK TO SAVEPOINT")?;
+                let name = ident(&name);
+                session
+                    .txn
+                    .with(|txn| txn.rollback_to(&name).map_err(no_savepoint))?;
+                // Rolling back to a savepoint ends the failure too.
+                session.status = TransactionStatus::InBlock;
+                Ok(command("ROLLBACK"))
             }
             Statement::Commit { .. } => {
                 let txn = session.txn.lock().take();
@@ -112,6 +169,7 @@ impl SqlEngine {
                 if autocommit {
                     *session.txn.lock() = Some(self.db.begin(session.isolation));
                 } else {
+                    session.block_used = true;
                     session.txn.with(|txn| {
                         txn.begin_statement();
                         Ok(())
@@ -129,12 +187,7 @@ impl SqlEngine {
                         Ok(result)
                     }
                     (Ok(result), None) => Ok(result),
-                    (Err(error), _) => {
-                        if !autocommit {
-                            session.status = TransactionStatus::Failed;
-                        }
-                        Err(error)
-                    }
+                    (Err(error), _) => Err(error),
                 }
             }
         }
@@ -232,6 +285,7 @@ impl QueryHandler for SqlEngine {
             txn,
             status: TransactionStatus::Idle,
             isolation: Isolation::ReadCommitted,
+            block_used: false,
         }
     }
 
@@ -249,6 +303,10 @@ impl QueryHandler for SqlEngine {
         for statement in statements {
             let result = self.run(session, statement).await;
             let failed = result.is_err();
+            // Any error inside a block aborts it, as in PostgreSQL.
+            if failed && session.status == TransactionStatus::InBlock {
+                session.status = TransactionStatus::Failed;
+            }
             results.push(result);
             if failed {
                 break;
@@ -260,6 +318,36 @@ impl QueryHandler for SqlEngine {
     fn transaction_status(&self, session: &SqlSession) -> TransactionStatus {
         session.status
     }
+}
+
+/// The isolation a list of transaction modes asks for; SERIALIZABLE runs
+/// as REPEATABLE READ (snapshot isolation), and SHOW will say so.
+fn isolation_of(modes: &[TransactionMode]) -> Option<Isolation> {
+    modes.iter().rev().find_map(|mode| match mode {
+        TransactionMode::IsolationLevel(level) => Some(match level {
+            TransactionIsolationLevel::RepeatableRead | TransactionIsolationLevel::Serializable => {
+                Isolation::RepeatableRead
+            }
+            _ => Isolation::ReadCommitted,
+        }),
+        TransactionMode::AccessMode(_) => None,
+    })
+}
+
+/// Refuses `what` outside a transaction block, as PostgreSQL does.
+fn in_block(session: &SqlSession, what: &str) -> Result<()> {
+    match session.status {
+        TransactionStatus::Idle => Err(SqlError::new(
+            ErrorClass::NoActiveTransaction,
+            format!("{what} can only be used in transaction blocks"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A missing savepoint is PostgreSQL's 3B001.
+fn no_savepoint(error: omendb_storage::StorageError) -> SqlError {
+    SqlError::new(ErrorClass::InvalidSavepoint, error.to_string())
 }
 
 pub(crate) fn command(tag: &str) -> StatementResult {

@@ -446,6 +446,12 @@ impl Engine {
         Ok(None)
     }
 
+    /// Whether a transaction that read at `seen` would lose a write to
+    /// `key` to a commit since: a newer version exists.
+    pub(crate) fn changed_since(&self, table: TableId, key: &[u8], seen: u64) -> Result<bool> {
+        Ok(newest_version(&self.view(), table, key, seen)?.is_some_and(|(ts, _)| ts > seen))
+    }
+
     /// The values of a visible row.
     pub(crate) fn values(def: &TableDef, visible: &Visible) -> Result<Option<Vec<Value>>> {
         match visible {

@@ -447,6 +447,20 @@ impl Transaction {
                 .dropped_by_own(table, &key)?
                 .map(|at| (WriteKind::Overwrite, at)),
         };
+        // Under REPEATABLE READ an overwrite of a row changed since the
+        // snapshot can never commit: fail now, as PostgreSQL does, rather
+        // than at COMMIT. (Commit still checks, for commits in between.)
+        if first.is_none()
+            && kind == WriteKind::Overwrite
+            && self.isolation == Isolation::RepeatableRead
+            && self.engine.changed_since(table, &key, read_ts)?
+        {
+            let name = self
+                .catalog()
+                .table_by_id(table)
+                .map_or_else(|| format!("with id {table}"), |t| t.name.clone());
+            return Err(StorageError::SerializationFailure { table: name });
+        }
         let (kind, read_ts) = first.unwrap_or((kind, read_ts));
         self.writes
             .insert(slot, PendingWrite { row, kind, read_ts });

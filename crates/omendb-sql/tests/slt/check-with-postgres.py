@@ -10,8 +10,8 @@ Each file runs in a fresh database (created and dropped here). Results are
 compared in PostgreSQL's text format, as the .slt files hold them: NULL as
 `NULL`, the empty string as `(empty)`, columns separated by one space.
 `statement error <pattern>` passes when PostgreSQL fails with a SQLSTATE
-or message matching the pattern. `connection <name>` records switch
-between sessions, as in the Rust runner. Exit status 1 if any record
+or message matching the pattern. A `connection <name>` record runs the
+next record in that named session, as the Rust runner does. Exit status 1 if any record
 disagrees.
 """
 
@@ -102,6 +102,8 @@ def run_file(dsn, path):
                 current = words[1]
                 continue
             conn = session(current)
+            # As in sqllogictest: `connection` applies to the next record only.
+            current = "default"
             try:
                 with conn.cursor() as cur:
                     cur.execute(sql)

@@ -93,6 +93,15 @@ impl ModelTxn {
         entry.0 = value;
     }
 
+    /// Whether overwriting `key` now must fail at once: under REPEATABLE
+    /// READ, the first write of a key committed since the snapshot.
+    fn overwrite_doomed(&self, model: &Model, key: i64) -> bool {
+        let read = self.snapshot.as_ref().map_or(0, |(_, at)| *at);
+        self.isolation == Isolation::RepeatableRead
+            && !self.writes.contains_key(&key)
+            && model.written_at.get(&key).is_some_and(|&at| at > read)
+    }
+
     /// The error the commit must fail with, if any.
     /// The class of each write another transaction beat: the commit must
     /// fail with one of them (the engine reports the first it checks).
@@ -108,6 +117,25 @@ impl ModelTxn {
                 }
             })
             .collect()
+    }
+}
+
+/// Checks a write's outcome against the model: `doomed` writes fail with a
+/// serialization failure, others succeed. Returns whether it succeeded.
+fn expect_write(result: crate::Result<()>, doomed: bool, ctx: &str) -> bool {
+    match result {
+        Ok(()) => {
+            assert!(
+                !doomed,
+                "{ctx}: write of a row changed since the snapshot succeeded"
+            );
+            true
+        }
+        Err(e) => {
+            assert!(doomed, "{ctx}: write failed: {e}");
+            assert_eq!(e.kind(), ErrorKind::SerializationFailure, "{ctx}: {e}");
+            false
+        }
     }
 }
 
@@ -284,8 +312,14 @@ fn run(seed_offset: u64, steps: u64) {
             }
             30..=39 => {
                 m.statement(&model);
-                m.txn.upsert("kv", row(k, &value)).unwrap();
-                m.record(k, Some(value), false);
+                let doomed = m.overwrite_doomed(&model, k);
+                let result = m.txn.upsert("kv", row(k, &value));
+                if expect_write(result, doomed, &ctx) {
+                    m.record(k, Some(value), false);
+                } else {
+                    txns.swap_remove(t).txn.rollback();
+                    conflicts += 1;
+                }
             }
             40..=49 => {
                 // UPDATE reads the row first, as SQL does; the read also
@@ -299,17 +333,35 @@ fn run(seed_offset: u64, steps: u64) {
                     "{ctx}: update {k}"
                 );
                 if current.is_some() {
-                    m.txn.update("kv", &encoded, row(k, &value)).unwrap();
-                    m.record(k, Some(value), false);
+                    let doomed = m.overwrite_doomed(&model, k);
+                    let result = m.txn.update("kv", &encoded, row(k, &value));
+                    if expect_write(result, doomed, &ctx) {
+                        m.record(k, Some(value), false);
+                    } else {
+                        txns.swap_remove(t).txn.rollback();
+                        conflicts += 1;
+                    }
                 }
             }
             50..=59 => {
                 m.statement(&model);
                 let encoded = key(&mut m.txn, k);
-                let existed = m.txn.delete("kv", &encoded).unwrap();
-                assert_eq!(existed, m.visible().contains_key(&k), "{ctx}: delete {k}");
-                if existed {
-                    m.record(k, None, false);
+                let visible = m.visible().contains_key(&k);
+                let doomed = visible && m.overwrite_doomed(&model, k);
+                match m.txn.delete("kv", &encoded) {
+                    Err(e) if doomed => {
+                        assert_eq!(e.kind(), ErrorKind::SerializationFailure, "{ctx}: {e}");
+                        txns.swap_remove(t).txn.rollback();
+                        conflicts += 1;
+                    }
+                    result => {
+                        let existed = result.unwrap();
+                        assert!(!doomed, "{ctx}: delete of {k} changed since the snapshot");
+                        assert_eq!(existed, visible, "{ctx}: delete {k}");
+                        if existed {
+                            m.record(k, None, false);
+                        }
+                    }
                 }
             }
             60..=69 => {
@@ -332,11 +384,23 @@ fn run(seed_offset: u64, steps: u64) {
                     start: Bound::Included(vec![Value::Int64(k)]),
                     end: Bound::Excluded(vec![Value::Int64(hi)]),
                 };
-                let deleted = m.txn.delete_range("kv", range).unwrap();
                 let keys: Vec<i64> = m.visible().range(k..hi).map(|(k, _)| *k).collect();
-                assert_eq!(deleted, keys.len() as u64, "{ctx}: delete_range {k}..{hi}");
-                for key in keys {
-                    m.record(key, None, false);
+                // A tombstone for a key changed since the snapshot fails at
+                // once; a whole-segment drop is checked at commit instead.
+                let doomed = keys.iter().any(|&key| m.overwrite_doomed(&model, key));
+                match m.txn.delete_range("kv", range) {
+                    Err(e) if doomed => {
+                        assert_eq!(e.kind(), ErrorKind::SerializationFailure, "{ctx}: {e}");
+                        txns.swap_remove(t).txn.rollback();
+                        conflicts += 1;
+                    }
+                    result => {
+                        let deleted = result.unwrap();
+                        assert_eq!(deleted, keys.len() as u64, "{ctx}: delete_range {k}..{hi}");
+                        for key in keys {
+                            m.record(key, None, false);
+                        }
+                    }
                 }
             }
             70..=74 => {
