@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef};
+use datafusion::arrow::array::{Array, ArrayRef, StringArray};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
+use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
 use datafusion::execution::FunctionRegistry;
@@ -14,8 +15,9 @@ use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::physical_plan::collect;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    ColumnOption, CreateTable, Ident, ObjectName, ObjectType, Query, Set, Statement,
-    TableConstraint, TableObject, TransactionIsolationLevel, TransactionMode,
+    ColumnOption, ContextModifier, CreateTable, Expr as SqlExpr, Ident, ObjectName, ObjectType,
+    Query, Reset, Set, Statement, TableConstraint, TableObject, TransactionIsolationLevel,
+    TransactionMode, UnaryOperator, Value as SqlValue,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -26,6 +28,7 @@ use crate::dml;
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::{QueryHandler, StatementResult, TransactionStatus};
 use crate::provider::{KEYS_SCHEMA, StorageSchema, TxnSlot};
+use crate::settings::{self, SharedSettings};
 use crate::types::column_type;
 
 /// The SQL engine of one database.
@@ -43,6 +46,7 @@ pub struct SqlSession {
     isolation: Isolation,
     /// A statement has run in the current block (its isolation is fixed).
     block_used: bool,
+    settings: Arc<SharedSettings>,
 }
 
 impl std::fmt::Debug for SqlSession {
@@ -90,6 +94,7 @@ impl SqlEngine {
                     *session.txn.lock() = Some(self.db.begin(isolation));
                     session.status = TransactionStatus::InBlock;
                     session.block_used = false;
+                    session.settings.lock().begin_block();
                 }
                 Ok(command("BEGIN"))
             }
@@ -115,6 +120,40 @@ impl SqlEngine {
                 }
                 Ok(command("SET"))
             }
+            Statement::Set(Set::SingleAssignment {
+                scope,
+                variable,
+                values,
+                ..
+            }) => {
+                let local = matches!(scope, Some(ContextModifier::Local));
+                let value = setting_text(&values)?;
+                let name = variable.to_string();
+                session
+                    .settings
+                    .lock()
+                    .set(&name, value.as_deref(), local)?;
+                Ok(command("SET"))
+            }
+            Statement::Set(Set::SetTimeZone { local, value }) => {
+                let value = setting_text(std::slice::from_ref(&value))?;
+                session
+                    .settings
+                    .lock()
+                    .set("TimeZone", value.as_deref(), local)?;
+                Ok(command("SET"))
+            }
+            Statement::Reset(reset) => {
+                let mut settings = session.settings.lock();
+                match reset.reset {
+                    Reset::ALL => settings.reset_all()?,
+                    Reset::ConfigurationParameter(name) => {
+                        settings.set(&name.to_string(), None, false)?;
+                    }
+                }
+                Ok(command("RESET"))
+            }
+            Statement::ShowVariable { variable } => show(session, &variable),
             Statement::Savepoint { name } => {
                 in_block(session, "SAVEPOINT")?;
                 let name = ident(&name);
@@ -149,6 +188,8 @@ impl SqlEngine {
                 let txn = session.txn.lock().take();
                 let failed = session.status == TransactionStatus::Failed;
                 session.status = TransactionStatus::Idle;
+                let commits = txn.is_some() && !failed;
+                session.settings.lock().end_block(commits);
                 match txn {
                     Some(txn) if !failed => {
                         txn.commit()?;
@@ -162,6 +203,7 @@ impl SqlEngine {
             Statement::Rollback { .. } => {
                 session.txn.lock().take();
                 session.status = TransactionStatus::Idle;
+                session.settings.lock().end_block(false);
                 Ok(command("ROLLBACK"))
             }
             statement => {
@@ -280,12 +322,17 @@ impl QueryHandler for SqlEngine {
         ctx.register_catalog("omendb", Arc::new(catalog));
         // Registering a planner on a fresh context cannot fail.
         let _ = ctx.register_expr_planner(Arc::new(IntegerArithmetic::new()));
+        let settings = Arc::new(SharedSettings::default());
+        for function in settings::functions(&settings) {
+            ctx.register_udf(function);
+        }
         SqlSession {
             ctx,
             txn,
             status: TransactionStatus::Idle,
             isolation: Isolation::ReadCommitted,
             block_used: false,
+            settings,
         }
     }
 
@@ -331,6 +378,92 @@ fn isolation_of(modes: &[TransactionMode]) -> Option<Isolation> {
             _ => Isolation::ReadCommitted,
         }),
         TransactionMode::AccessMode(_) => None,
+    })
+}
+
+/// The text a SET assigns; `None` for DEFAULT.
+fn setting_text(values: &[SqlExpr]) -> Result<Option<String>> {
+    let mut parts = Vec::with_capacity(values.len());
+    for value in values {
+        parts.push(match value {
+            SqlExpr::Identifier(id)
+                if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default") =>
+            {
+                return Ok(None);
+            }
+            SqlExpr::Identifier(id) => ident(id),
+            SqlExpr::Value(v) => match &v.value {
+                SqlValue::SingleQuotedString(s) | SqlValue::DoubleQuotedString(s) => s.clone(),
+                SqlValue::Number(n, _) => n.to_string(),
+                SqlValue::Boolean(b) => if *b { "on" } else { "off" }.to_string(),
+                other => other.to_string(),
+            },
+            SqlExpr::UnaryOp {
+                op: UnaryOperator::Minus,
+                expr,
+            } => format!("-{expr}"),
+            other => {
+                return Err(SqlError::new(
+                    ErrorClass::SyntaxError,
+                    format!("syntax error at or near \"{other}\""),
+                ));
+            }
+        });
+    }
+    Ok(Some(parts.join(", ")))
+}
+
+/// `SHOW name`, `SHOW ALL`, `SHOW TRANSACTION ISOLATION LEVEL`.
+fn show(session: &SqlSession, variable: &[Ident]) -> Result<StatementResult> {
+    let name = variable
+        .iter()
+        .map(|i| i.value.to_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let settings = session.settings.lock();
+    let (column, value) = match name.as_str() {
+        "all" => {
+            let all = settings.all();
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("name", ArrowType::Utf8, false),
+                Field::new("setting", ArrowType::Utf8, false),
+            ]));
+            let names = StringArray::from_iter_values(all.iter().map(|(n, _)| *n));
+            let values = StringArray::from_iter_values(all.iter().map(|(_, v)| v.as_str()));
+            let batch =
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(names), Arc::new(values)])
+                    .map_err(|e| SqlError::internal(e.to_string()))?;
+            return Ok(StatementResult::Rows {
+                schema,
+                batches: vec![batch],
+            });
+        }
+        "transaction isolation level" | "transaction_isolation" => {
+            let isolation = match session.txn.lock().as_ref() {
+                Some(txn) => txn.isolation(),
+                None => session.isolation,
+            };
+            let text = match isolation {
+                Isolation::ReadCommitted => "read committed",
+                Isolation::RepeatableRead => "repeatable read",
+            };
+            ("transaction_isolation".to_string(), text.to_string())
+        }
+        _ => (name.clone(), settings.get(&name)?),
+    };
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        column,
+        ArrowType::Utf8,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(StringArray::from(vec![value]))],
+    )
+    .map_err(|e| SqlError::internal(e.to_string()))?;
+    Ok(StatementResult::Rows {
+        schema,
+        batches: vec![batch],
     })
 }
 

@@ -21,6 +21,7 @@ mod engine;
 mod error;
 mod handler;
 mod provider;
+mod settings;
 mod text;
 mod types;
 
