@@ -285,12 +285,9 @@ impl SqlEngine {
             }
             Statement::Update(update) => dml::update(session, update).await,
             Statement::Delete(delete) => dml::delete(session, delete).await,
-            Statement::Query(q) => {
-                let batches_and_schema = query_with_schema(session, *q).await?;
-                Ok(StatementResult::Rows {
-                    schema: batches_and_schema.0,
-                    batches: batches_and_schema.1,
-                })
+            statement @ (Statement::Query(_) | Statement::Explain { .. }) => {
+                let (schema, batches) = statement_rows(session, statement).await?;
+                Ok(StatementResult::Rows { schema, batches })
             }
             other => Err(SqlError::unsupported(format!(
                 "statement not supported yet: {}",
@@ -629,11 +626,18 @@ async fn query_with_schema(
     session: &SqlSession,
     q: Query,
 ) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    statement_rows(session, Statement::Query(Box::new(q))).await
+}
+
+/// Plans and runs a statement DataFusion answers with rows (a query, an
+/// EXPLAIN).
+async fn statement_rows(
+    session: &SqlSession,
+    statement: Statement,
+) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
     let state = session.ctx.state();
     let plan = state
-        .statement_to_plan(DfStatement::Statement(Box::new(Statement::Query(
-            Box::new(q),
-        ))))
+        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
         .await?;
     let physical = state.create_physical_plan(&plan).await?;
     let schema = physical.schema();

@@ -21,6 +21,7 @@ mod engine;
 mod error;
 mod handler;
 mod provider;
+mod pushdown;
 mod settings;
 mod text;
 mod types;

@@ -3,18 +3,19 @@
 //! session's current transaction (its snapshot and its own writes).
 
 use std::fmt;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::SchemaProvider;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -22,9 +23,10 @@ use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
     PlanProperties, ReplaceChildrenOptions,
 };
-use omendb_storage::{KEY_COLUMN, ScanRequest, TableDef, Transaction};
+use omendb_storage::{KEY_COLUMN, KeyRange, ScanRequest, TableDef, Transaction};
 
 use crate::error::{SqlError, external};
+use crate::pushdown;
 
 /// The transaction a session's statements run in, shared with the table
 /// providers of its DataFusion context. Empty between statements in
@@ -132,12 +134,30 @@ impl TableProvider for StorageTable {
         TableType::Base
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // Key predicates narrow the scan to a key range; the filter still
+        // runs on what the range returns.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if pushdown::is_key_predicate(&self.def, f) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         _state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
+        filters: &[Expr],
+        limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let positions: Vec<usize> = match projection {
             Some(p) => p.clone(),
@@ -167,6 +187,7 @@ impl TableProvider for StorageTable {
                 .collect()
         });
         let request = ScanRequest {
+            range: pushdown::key_range(&self.def, filters),
             columns: Some(columns),
             with_keys,
             ..ScanRequest::default()
@@ -176,6 +197,7 @@ impl TableProvider for StorageTable {
             schema,
             request,
             order,
+            limit,
             self.txn.clone(),
         )))
     }
@@ -189,6 +211,8 @@ pub(crate) struct StorageScanExec {
     /// Where each output column is in the storage batches, when not in
     /// order (`_key` comes last from storage).
     order: Option<Vec<usize>>,
+    /// Rows wanted at most (no filter above needs more).
+    limit: Option<usize>,
     txn: Arc<TxnSlot>,
     properties: Arc<PlanProperties>,
 }
@@ -199,6 +223,7 @@ impl StorageScanExec {
         schema: SchemaRef,
         request: ScanRequest,
         order: Option<Vec<usize>>,
+        limit: Option<usize>,
         txn: Arc<TxnSlot>,
     ) -> Self {
         let properties = PlanProperties::new(
@@ -211,6 +236,7 @@ impl StorageScanExec {
             table,
             request,
             order,
+            limit,
             txn,
             properties: Arc::new(properties),
         }
@@ -219,12 +245,56 @@ impl StorageScanExec {
 
 impl DisplayAs for StorageScanExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        // A bounded key range is the learned index's work: each segment's
+        // index finds where the range starts.
+        let range = &self.request.range;
+        let name = if *range == KeyRange::all() {
+            "StorageScan"
+        } else {
+            "LearnedIndexScan"
+        };
         match t {
             DisplayFormatType::Default | DisplayFormatType::Verbose => {
-                write!(f, "StorageScan: table={}", self.table)
+                write!(f, "{name}: table={}", self.table)?;
+                if *range != KeyRange::all() {
+                    write!(f, ", range={}", range_text(range))?;
+                }
+                if let Some(limit) = self.limit {
+                    write!(f, ", limit={limit}")?;
+                }
+                Ok(())
             }
             DisplayFormatType::TreeRender => write!(f, "table={}", self.table),
         }
+    }
+}
+
+/// A key range as `[5, 10] .. (5, 20)`: brackets include, parentheses
+/// exclude, `..` alone is unbounded.
+fn range_text(range: &KeyRange) -> String {
+    let values =
+        |v: &Vec<omendb_storage::Value>| v.iter().map(value_text).collect::<Vec<_>>().join(", ");
+    let start = match &range.start {
+        Bound::Included(v) => format!("[{}]", values(v)),
+        Bound::Excluded(v) => format!("({})", values(v)),
+        Bound::Unbounded => String::new(),
+    };
+    let end = match &range.end {
+        Bound::Included(v) => format!("[{}]", values(v)),
+        Bound::Excluded(v) => format!("({})", values(v)),
+        Bound::Unbounded => String::new(),
+    };
+    format!("{start}..{end}")
+}
+
+fn value_text(value: &omendb_storage::Value) -> String {
+    use omendb_storage::Value as V;
+    match value {
+        V::Int16(v) => v.to_string(),
+        V::Int32(v) => v.to_string(),
+        V::Int64(v) => v.to_string(),
+        V::Text(v) => format!("'{v}'"),
+        other => format!("{other:?}"),
     }
 }
 
@@ -287,13 +357,29 @@ impl ExecutionPlan for StorageScanExec {
         let schema = self.properties.eq_properties.schema().clone();
         let order = self.order.clone();
         let out = schema.clone();
+        let mut left = self.limit.unwrap_or(usize::MAX);
+        let scan = scan.map_while(move |batch| {
+            // Stop reading once the limit is reached.
+            if left == 0 {
+                return None;
+            }
+            Some(batch.map(|b| {
+                let b = b.slice(0, b.num_rows().min(left));
+                left -= b.num_rows();
+                b
+            }))
+        });
         let batches = futures::stream::iter(scan.map(move |batch| {
             let batch = batch.map_err(external)?;
             match &order {
                 None => Ok(batch),
                 Some(order) => {
                     let columns = order.iter().map(|&i| batch.column(i).clone()).collect();
-                    Ok(RecordBatch::try_new(out.clone(), columns)?)
+                    Ok(RecordBatch::try_new_with_options(
+                        out.clone(),
+                        columns,
+                        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+                    )?)
                 }
             }
         }));

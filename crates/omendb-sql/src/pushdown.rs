@@ -1,0 +1,209 @@
+//! Primary-key predicates of a scan turned into the key range the learned
+//! index serves: equalities on a prefix of the key columns, then a range
+//! (`<`, `<=`, `>`, `>=`, `BETWEEN`) on the next one. The filters stay in
+//! the plan (pushdown is inexact), so a range only has to contain every
+//! matching row.
+
+use std::ops::Bound;
+
+use datafusion::common::{Column, ScalarValue};
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
+use omendb_storage::{KeyRange, TableDef, Value, value_at};
+
+use crate::engine::cast_column;
+
+/// What the filters say about one key column.
+#[derive(Debug, Default)]
+struct ColumnBounds {
+    eq: Option<Value>,
+    lower: Option<(Value, bool)>,
+    upper: Option<(Value, bool)>,
+}
+
+/// Whether `filter` constrains a key column of `def`, so pushing it helps.
+pub(crate) fn is_key_predicate(def: &TableDef, filter: &Expr) -> bool {
+    let mut found = Vec::new();
+    conjuncts(filter, &mut found);
+    found
+        .iter()
+        .any(|c| comparison(c).is_some_and(|(column, _, _)| key_index(def, &column).is_some()))
+}
+
+/// The smallest key range holding every row that satisfies all `filters`.
+pub(crate) fn key_range(def: &TableDef, filters: &[Expr]) -> KeyRange {
+    let keys = def.key_positions();
+    let mut bounds: Vec<ColumnBounds> = keys.iter().map(|_| ColumnBounds::default()).collect();
+    let mut parts = Vec::new();
+    for filter in filters {
+        conjuncts(filter, &mut parts);
+    }
+    for part in &parts {
+        let Some((column, op, literal)) = comparison(part) else {
+            continue;
+        };
+        let Some(k) = key_index(def, &column) else {
+            continue;
+        };
+        let Some(value) = key_value(def, keys[k], literal) else {
+            continue;
+        };
+        let b = &mut bounds[k];
+        match op {
+            Operator::Eq => b.eq = Some(value),
+            Operator::Gt => b.lower = Some((value, false)),
+            Operator::GtEq => b.lower = Some((value, true)),
+            Operator::Lt => b.upper = Some((value, false)),
+            Operator::LtEq => b.upper = Some((value, true)),
+            _ => {}
+        }
+    }
+    let mut prefix = Vec::new();
+    let mut next = None;
+    for b in bounds {
+        match b.eq {
+            Some(value) => prefix.push(value),
+            None => {
+                next = Some(b);
+                break;
+            }
+        }
+    }
+    let with = |value: Value| {
+        let mut key = prefix.clone();
+        key.push(value);
+        key
+    };
+    let (lower, upper) = next.map_or((None, None), |b| (b.lower, b.upper));
+    let start = match lower {
+        Some((v, true)) => Bound::Included(with(v)),
+        Some((v, false)) => Bound::Excluded(with(v)),
+        None if prefix.is_empty() => Bound::Unbounded,
+        None => Bound::Included(prefix.clone()),
+    };
+    let end = match upper {
+        Some((v, true)) => Bound::Included(with(v)),
+        Some((v, false)) => Bound::Excluded(with(v)),
+        None if prefix.is_empty() => Bound::Unbounded,
+        None => Bound::Included(prefix.clone()),
+    };
+    KeyRange { start, end }
+}
+
+/// Splits `AND`s, and `BETWEEN` into its two comparisons.
+fn conjuncts(expr: &Expr, out: &mut Vec<Expr>) {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
+            conjuncts(left, out);
+            conjuncts(right, out);
+        }
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) => {
+            out.push(expr.as_ref().clone().gt_eq(low.as_ref().clone()));
+            out.push(expr.as_ref().clone().lt_eq(high.as_ref().clone()));
+        }
+        other => out.push(other.clone()),
+    }
+}
+
+/// `column op literal` (either way round), with `op` as seen from the
+/// column's side.
+fn comparison(expr: &Expr) -> Option<(Column, Operator, &ScalarValue)> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
+        return None;
+    };
+    match (left.as_ref(), right.as_ref()) {
+        (Expr::Column(c), Expr::Literal(v, _)) => Some((c.clone(), *op, v)),
+        (Expr::Literal(v, _), Expr::Column(c)) => Some((c.clone(), op.swap()?, v)),
+        _ => None,
+    }
+}
+
+/// The position among the key columns of `column`, if it is one.
+fn key_index(def: &TableDef, column: &Column) -> Option<usize> {
+    let position = def.columns.iter().position(|c| c.name == column.name)?;
+    def.key_positions().iter().position(|&p| p == position)
+}
+
+/// `literal` as a value of the column at `position`; `None` when it does
+/// not convert exactly (the filter then just is not pushed).
+fn key_value(def: &TableDef, position: usize, literal: &ScalarValue) -> Option<Value> {
+    if literal.is_null() {
+        return None;
+    }
+    let column = &def.columns[position];
+    let array = literal.to_array().ok()?;
+    // Only conversions that cannot round: `device < 2.5` must not become
+    // `device < 2`. DataFusion casts literals to the column's type first.
+    let target = column.data_type.arrow_type();
+    let exact =
+        array.data_type() == &target || (array.data_type().is_integer() && target.is_integer());
+    if !exact {
+        return None;
+    }
+    let array = cast_column(&array, &column.data_type).ok()?;
+    value_at(array.as_ref(), 0, &column.data_type).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::{col, lit};
+    use omendb_storage::{ColumnSpec, DataType};
+
+    use super::*;
+
+    fn table() -> TableDef {
+        let columns = vec![
+            ColumnSpec::new("device", DataType::Int32),
+            ColumnSpec::new("ts", DataType::Int64),
+            ColumnSpec::new("v", DataType::Float64),
+        ];
+        TableDef::new(1, "t", columns, &["device", "ts"]).unwrap()
+    }
+
+    #[test]
+    fn equalities_on_a_key_prefix_then_a_range_on_the_next_column() {
+        let def = table();
+        let range = key_range(
+            &def,
+            &[col("device")
+                .eq(lit(5))
+                .and(col("ts").gt_eq(lit(10i64)))
+                .and(col("ts").lt(lit(20i64)))
+                .and(col("v").gt(lit(1.0)))],
+        );
+        assert_eq!(
+            range.start,
+            Bound::Included(vec![Value::Int32(5), Value::Int64(10)])
+        );
+        assert_eq!(
+            range.end,
+            Bound::Excluded(vec![Value::Int32(5), Value::Int64(20)])
+        );
+
+        let range = key_range(&def, &[col("device").eq(lit(5))]);
+        assert_eq!(range, KeyRange::prefix(vec![Value::Int32(5)]));
+
+        let range = key_range(&def, &[col("device").between(lit(3), lit(4))]);
+        assert_eq!(range.start, Bound::Included(vec![Value::Int32(3)]));
+        assert_eq!(range.end, Bound::Included(vec![Value::Int32(4)]));
+
+        // A range on the second key column alone says nothing of the key order.
+        let range = key_range(&def, &[col("ts").gt(lit(1i64)), col("v").eq(lit(2.0))]);
+        assert_eq!(range, KeyRange::all());
+        assert!(!is_key_predicate(&def, &col("v").eq(lit(2.0))));
+        assert!(is_key_predicate(&def, &lit(7).lt(col("device"))));
+        let range = key_range(&def, &[lit(7).lt(col("device"))]);
+        assert_eq!(range.start, Bound::Excluded(vec![Value::Int32(7)]));
+        // A literal that would round is not pushed.
+        let range = key_range(&def, &[col("device").lt(lit(2.5))]);
+        assert_eq!(range, KeyRange::all());
+    }
+}
