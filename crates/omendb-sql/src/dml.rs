@@ -8,23 +8,25 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray};
+use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast::{
-    AssignmentTarget, Delete, FromTable, TableFactor, TableWithJoins, Update, UpdateTableFromKind,
+    Assignment, AssignmentTarget, Delete, FromTable, SelectItem, TableFactor, TableWithJoins,
+    Update, UpdateTableFromKind,
 };
-use omendb_storage::{TableDef, Value, value_at};
+use omendb_storage::{ColumnBuilder, KEY_COLUMN, TableDef, Value, value_at};
 
 use crate::engine::{SqlSession, cast_column, column_name, command, query_text, table_name};
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::StatementResult;
-use crate::provider::KEYS_SCHEMA;
+use crate::provider::{KEYS_SCHEMA, table_schema};
 
 /// The target table of a DML statement and how the statement names it.
-struct Target {
-    def: Arc<TableDef>,
+pub(crate) struct Target {
+    pub(crate) def: Arc<TableDef>,
     /// The alias (or the table name) the statement's expressions use.
-    alias: String,
+    pub(crate) alias: String,
 }
 
 impl Target {
@@ -48,7 +50,7 @@ impl Target {
     }
 
     /// `_omendb_keys."t" AS alias`, the table with its keys.
-    fn keyed_relation(&self) -> String {
+    pub(crate) fn keyed_relation(&self) -> String {
         format!(
             "{}.{} AS {}",
             KEYS_SCHEMA,
@@ -58,20 +60,43 @@ impl Target {
     }
 }
 
-fn quoted(name: &str) -> String {
+pub(crate) fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 pub(crate) async fn update(session: &SqlSession, update: Update) -> Result<StatementResult> {
-    if update.returning.is_some() {
-        return Err(SqlError::unsupported(
-            "UPDATE ... RETURNING is not supported yet",
-        ));
-    }
     let target = Target::of(session, &update.table)?;
-    let def = &target.def;
+    let values = assigned_values(&target.def, &target.alias, &update.assignments)?;
+    let from = match &update.from {
+        None => String::new(),
+        Some(UpdateTableFromKind::AfterSet(tables) | UpdateTableFromKind::BeforeSet(tables)) => {
+            tables.iter().map(|t| format!(", {t}")).collect()
+        }
+    };
+    let sql = format!(
+        "SELECT {}.\"_key\", {values} FROM {}{from}{}",
+        target.alias,
+        target.keyed_relation(),
+        where_clause(&update.selection),
+    );
+    let (_, batches) = query_text(session, &sql).await?;
+    let updated = apply_updates(session, &target.def, &batches, &mut HashSet::new())?;
+    let tag = format!("UPDATE {}", updated.len());
+    match &update.returning {
+        None => Ok(command(&tag)),
+        Some(items) => returning(session, &target.def, &target.alias, &updated, items, tag).await,
+    }
+}
+
+/// The select list of an update's new rows: each column's assigned
+/// expression, or the column itself.
+pub(crate) fn assigned_values(
+    def: &TableDef,
+    alias: &str,
+    assignments: &[Assignment],
+) -> Result<String> {
     let mut assigned: Vec<Option<String>> = vec![None; def.columns.len()];
-    for assignment in &update.assignments {
+    for assignment in assignments {
         let AssignmentTarget::ColumnName(name) = &assignment.target else {
             return Err(SqlError::unsupported("UPDATE of a tuple of columns"));
         };
@@ -97,29 +122,26 @@ pub(crate) async fn update(session: &SqlSession, update: Update) -> Result<State
         }
         assigned[position] = Some(format!("({})", assignment.value));
     }
-    let values: Vec<String> = def
+    Ok(def
         .columns
         .iter()
         .zip(assigned)
-        .map(|(c, a)| a.unwrap_or_else(|| format!("{}.{}", target.alias, quoted(&c.name))))
-        .collect();
-    let from = match &update.from {
-        None => String::new(),
-        Some(UpdateTableFromKind::AfterSet(tables) | UpdateTableFromKind::BeforeSet(tables)) => {
-            tables.iter().map(|t| format!(", {t}")).collect()
-        }
-    };
-    let sql = format!(
-        "SELECT {}.\"_key\", {} FROM {}{from}{}",
-        target.alias,
-        values.join(", "),
-        target.keyed_relation(),
-        where_clause(&update.selection),
-    );
-    let batches = query_text(session, &sql).await?;
-    let mut seen = HashSet::new();
-    let mut updated = 0;
-    for batch in &batches {
+        .map(|(c, a)| a.unwrap_or_else(|| format!("{alias}.{}", quoted(&c.name))))
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
+/// Writes the new rows of `batches` (`_key`, then every column) over the
+/// rows their keys address, each key once (`seen` holds keys already
+/// written by the statement); returns the new rows.
+pub(crate) fn apply_updates(
+    session: &SqlSession,
+    def: &TableDef,
+    batches: &[RecordBatch],
+    seen: &mut HashSet<Vec<u8>>,
+) -> Result<Vec<Vec<Value>>> {
+    let mut updated = Vec::new();
+    for batch in batches {
         let keys = batch.column(0).as_binary::<i32>();
         let columns = table_columns(def, batch, 1)?;
         for row in 0..batch.num_rows() {
@@ -148,24 +170,80 @@ pub(crate) async fn update(session: &SqlSession, update: Update) -> Result<State
                     // The key changed: the row moves.
                     Some(new_key) if new_key.as_ref() != key => {
                         txn.delete(&def.name, key)?;
-                        txn.insert(&def.name, values)?;
+                        txn.insert(&def.name, values.clone())?;
                     }
-                    _ => txn.update(&def.name, key, values)?,
+                    _ => txn.update(&def.name, key, values.clone())?,
                 }
                 Ok(())
             })?;
-            updated += 1;
+            updated.push(values);
         }
     }
-    Ok(command(&format!("UPDATE {updated}")))
+    Ok(updated)
+}
+
+/// The RETURNING list evaluated over `rows` of `def`, named `alias` as in
+/// the statement; the result carries the statement's command tag.
+pub(crate) async fn returning(
+    session: &SqlSession,
+    def: &TableDef,
+    alias: &str,
+    rows: &[Vec<Value>],
+    items: &[SelectItem],
+    tag: String,
+) -> Result<StatementResult> {
+    let batch = rows_batch(def, rows, None)?;
+    let list = items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (schema, batches) = session
+        .with_rows_table("returning", batch, |relation| {
+            format!("SELECT {list} FROM {relation} AS {alias}")
+        })
+        .await?;
+    Ok(StatementResult::Rows {
+        schema,
+        batches,
+        tag: Some(tag),
+    })
+}
+
+/// `rows` of `def` as one batch of the table's columns, plus `_key` when
+/// `keys` are given.
+pub(crate) fn rows_batch(
+    def: &TableDef,
+    rows: &[Vec<Value>],
+    keys: Option<&[Vec<u8>]>,
+) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(def.columns.len() + 1);
+    for (i, column) in def.columns.iter().enumerate() {
+        let mut builder = ColumnBuilder::new(&column.data_type, rows.len());
+        for row in rows {
+            builder.append(&row[i])?;
+        }
+        columns.push(builder.finish());
+    }
+    let mut schema = table_schema(def).as_ref().clone();
+    if let Some(keys) = keys {
+        columns.push(Arc::new(BinaryArray::from_iter_values(keys.iter())));
+        let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new(KEY_COLUMN, ArrowType::Binary, false));
+        schema = Schema::new(fields);
+    }
+    // Nullability follows the values: a NOT NULL column may hold NULL in
+    // rows a statement is about to reject.
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| SqlError::internal(e.to_string()))
 }
 
 pub(crate) async fn delete(session: &SqlSession, delete: Delete) -> Result<StatementResult> {
-    if delete.returning.is_some() {
-        return Err(SqlError::unsupported(
-            "DELETE ... RETURNING is not supported yet",
-        ));
-    }
     let (FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables)) = &delete.from;
     let [table] = tables.as_slice() else {
         return Err(SqlError::unsupported("DELETE from several tables"));
@@ -177,16 +255,23 @@ pub(crate) async fn delete(session: &SqlSession, delete: Delete) -> Result<State
         .flatten()
         .map(|t| format!(", {t}"))
         .collect();
+    let columns: String = target
+        .def
+        .columns
+        .iter()
+        .map(|c| format!(", {}.{}", target.alias, quoted(&c.name)))
+        .collect();
     let sql = format!(
-        "SELECT {}.\"_key\" FROM {}{using}{}",
+        "SELECT {}.\"_key\"{columns} FROM {}{using}{}",
         target.alias,
         target.keyed_relation(),
         where_clause(&delete.selection),
     );
-    let batches = query_text(session, &sql).await?;
-    let mut deleted = 0;
+    let (_, batches) = query_text(session, &sql).await?;
+    let mut deleted = Vec::new();
     for batch in &batches {
         let keys = batch.column(0).as_binary::<i32>();
+        let columns = table_columns(&target.def, batch, 1)?;
         for row in 0..keys.len() {
             let key = keys.value(row);
             // A key seen twice (USING joins) is gone the second time.
@@ -194,14 +279,23 @@ pub(crate) async fn delete(session: &SqlSession, delete: Delete) -> Result<State
                 .txn()
                 .with(|txn| Ok(txn.delete(&target.def.name, key)?))?
             {
-                deleted += 1;
+                let values = columns
+                    .iter()
+                    .zip(&target.def.columns)
+                    .map(|(array, c)| value_at(array.as_ref(), row, &c.data_type))
+                    .collect::<omendb_storage::Result<Vec<Value>>>()?;
+                deleted.push(values);
             }
         }
     }
-    Ok(command(&format!("DELETE {deleted}")))
+    let tag = format!("DELETE {}", deleted.len());
+    match &delete.returning {
+        None => Ok(command(&tag)),
+        Some(items) => returning(session, &target.def, &target.alias, &deleted, items, tag).await,
+    }
 }
 
-fn where_clause(selection: &Option<datafusion::sql::sqlparser::ast::Expr>) -> String {
+pub(crate) fn where_clause(selection: &Option<datafusion::sql::sqlparser::ast::Expr>) -> String {
     match selection {
         Some(expr) => format!(" WHERE {expr}"),
         None => String::new(),

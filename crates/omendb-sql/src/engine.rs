@@ -5,31 +5,38 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, ArrayRef, StringArray};
+use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider};
+use datafusion::common::TableReference;
+use datafusion::datasource::MemTable;
 use datafusion::execution::FunctionRegistry;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::physical_plan::collect;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
     ColumnOption, ContextModifier, CreateTable, Expr as SqlExpr, Ident, ObjectName, ObjectType,
-    Query, Reset, Set, Statement, TableConstraint, TableObject, TransactionIsolationLevel,
-    TransactionMode, UnaryOperator, Value as SqlValue,
+    Query, Reset, Set, Statement, TableConstraint, TransactionIsolationLevel, TransactionMode,
+    UnaryOperator, Value as SqlValue,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use omendb_storage::{ColumnSpec, Database, Isolation, TableDef, Value, value_at};
+use omendb_storage::{ColumnSpec, Database, Isolation, Value, value_at};
 
 use crate::arith::IntegerArithmetic;
-use crate::dml;
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::{QueryHandler, StatementResult, TransactionStatus};
 use crate::provider::{KEYS_SCHEMA, StorageSchema, TxnSlot};
 use crate::settings::{self, SharedSettings};
 use crate::types::column_type;
+use crate::{dml, insert};
+
+/// The DataFusion catalog of a session's tables.
+const CATALOG: &str = "omendb";
+/// The schema holding a statement's own rows while it runs.
+const ROWS_SCHEMA: &str = "_omendb_rows";
 
 /// The SQL engine of one database.
 #[derive(Clone, Debug)]
@@ -62,6 +69,23 @@ impl std::fmt::Debug for SqlSession {
 impl SqlSession {
     pub(crate) fn txn(&self) -> &TxnSlot {
         &self.txn
+    }
+
+    /// Runs the query `sql(relation)` with `batch` readable as `relation`
+    /// (a table of the statement's own rows: RETURNING, EXCLUDED).
+    pub(crate) async fn with_rows_table(
+        &self,
+        name: &str,
+        batch: RecordBatch,
+        sql: impl FnOnce(&str) -> String,
+    ) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+        let reference = TableReference::full(CATALOG, ROWS_SCHEMA, name);
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        self.ctx
+            .register_table(reference.clone(), Arc::new(table))?;
+        let result = query_text(self, &sql(&format!("{ROWS_SCHEMA}.\"{name}\""))).await;
+        self.ctx.deregister_table(reference)?;
+        result
     }
 }
 
@@ -260,34 +284,16 @@ impl SqlEngine {
                 })?;
                 Ok(command("DROP TABLE"))
             }
-            Statement::Insert(insert) => {
-                let TableObject::TableName(name) = &insert.table else {
-                    return Err(SqlError::unsupported("INSERT into a table function"));
-                };
-                if insert.on.is_some() || insert.returning.is_some() {
-                    return Err(SqlError::unsupported(
-                        "INSERT ... ON CONFLICT and RETURNING are not supported yet",
-                    ));
-                }
-                let Some(source) = insert.source else {
-                    return Err(SqlError::unsupported("INSERT without VALUES or SELECT"));
-                };
-                let name = table_name(name)?;
-                let def = session.txn.with(|txn| Ok(txn.table(&name)?))?;
-                let targets = insert
-                    .columns
-                    .iter()
-                    .map(column_name)
-                    .collect::<Result<Vec<_>>>()?;
-                let batches = query(session, *source).await?;
-                let inserted = insert_batches(session, &def, &targets, &batches).await?;
-                Ok(command(&format!("INSERT 0 {inserted}")))
-            }
+            Statement::Insert(insert) => insert::insert(session, insert).await,
             Statement::Update(update) => dml::update(session, update).await,
             Statement::Delete(delete) => dml::delete(session, delete).await,
             statement @ (Statement::Query(_) | Statement::Explain { .. }) => {
                 let (schema, batches) = statement_rows(session, statement).await?;
-                Ok(StatementResult::Rows { schema, batches })
+                Ok(StatementResult::Rows {
+                    schema,
+                    batches,
+                    tag: None,
+                })
             }
             other => Err(SqlError::unsupported(format!(
                 "statement not supported yet: {}",
@@ -304,7 +310,7 @@ impl QueryHandler for SqlEngine {
     fn new_session(&self) -> SqlSession {
         let txn = Arc::new(TxnSlot::default());
         let config = SessionConfig::new()
-            .with_default_catalog_and_schema("omendb", "public")
+            .with_default_catalog_and_schema(CATALOG, "public")
             .with_create_default_catalog_and_schema(false);
         let mut ctx = SessionContext::new_with_config(config);
         let catalog = MemoryCatalogProvider::new();
@@ -316,7 +322,8 @@ impl QueryHandler for SqlEngine {
             };
             let _ = catalog.register_schema(name, Arc::new(schema));
         }
-        ctx.register_catalog("omendb", Arc::new(catalog));
+        let _ = catalog.register_schema(ROWS_SCHEMA, Arc::new(MemorySchemaProvider::new()));
+        ctx.register_catalog(CATALOG, Arc::new(catalog));
         // Registering a planner on a fresh context cannot fail.
         let _ = ctx.register_expr_planner(Arc::new(IntegerArithmetic::new()));
         let settings = Arc::new(SharedSettings::default());
@@ -433,6 +440,7 @@ fn show(session: &SqlSession, variable: &[Ident]) -> Result<StatementResult> {
             return Ok(StatementResult::Rows {
                 schema,
                 batches: vec![batch],
+                tag: None,
             });
         }
         "transaction isolation level" | "transaction_isolation" => {
@@ -461,6 +469,7 @@ fn show(session: &SqlSession, variable: &[Ident]) -> Result<StatementResult> {
     Ok(StatementResult::Rows {
         schema,
         batches: vec![batch],
+        tag: None,
     })
 }
 
@@ -489,7 +498,7 @@ fn first_words(sql: &str) -> String {
 }
 
 /// An identifier as PostgreSQL folds it: unquoted names are lower-cased.
-fn ident(ident: &Ident) -> String {
+pub(crate) fn ident(ident: &Ident) -> String {
     match ident.quote_style {
         Some(_) => ident.value.clone(),
         None => ident.value.to_lowercase(),
@@ -608,17 +617,20 @@ fn create_table(session: &mut SqlSession, create: CreateTable) -> Result<Stateme
 
 /// Plans and runs the query `sql` (text the engine wrote) in the session's
 /// transaction.
-pub(crate) async fn query_text(session: &SqlSession, sql: &str) -> Result<Vec<RecordBatch>> {
+pub(crate) async fn query_text(
+    session: &SqlSession,
+    sql: &str,
+) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
         .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))?;
     match (statements.pop(), statements.is_empty()) {
-        (Some(Statement::Query(q)), true) => query(session, *q).await,
+        (Some(Statement::Query(q)), true) => query_with_schema(session, *q).await,
         _ => Err(SqlError::internal(format!("not one query: {sql}"))),
     }
 }
 
 /// Plans and runs a query in the session's transaction.
-async fn query(session: &SqlSession, q: Query) -> Result<Vec<RecordBatch>> {
+pub(crate) async fn query(session: &SqlSession, q: Query) -> Result<Vec<RecordBatch>> {
     Ok(query_with_schema(session, q).await?.1)
 }
 
@@ -645,71 +657,6 @@ async fn statement_rows(
     Ok((schema, batches))
 }
 
-/// Inserts the rows of `batches` into `def`, whose columns `targets` (all
-/// in table order when empty) they fill; other columns get their default.
-async fn insert_batches(
-    session: &SqlSession,
-    def: &Arc<TableDef>,
-    targets: &[String],
-    batches: &[RecordBatch],
-) -> Result<u64> {
-    let positions: Vec<usize> = if targets.is_empty() {
-        (0..def.columns.len()).collect()
-    } else {
-        targets
-            .iter()
-            .map(|name| {
-                def.columns
-                    .iter()
-                    .position(|c| &c.name == name)
-                    .ok_or_else(|| {
-                        SqlError::new(
-                            ErrorClass::UndefinedColumn,
-                            format!(
-                                "column \"{name}\" of relation \"{}\" does not exist",
-                                def.name
-                            ),
-                        )
-                    })
-            })
-            .collect::<Result<_>>()?
-    };
-    let mut defaults = Vec::with_capacity(def.columns.len());
-    for (i, column) in def.columns.iter().enumerate() {
-        defaults.push(match (&column.default, positions.contains(&i)) {
-            (Some(expr), false) => default_value(session, expr, column).await?,
-            _ => Value::Null,
-        });
-    }
-    let mut inserted = 0;
-    for batch in batches {
-        if batch.num_columns() > positions.len() {
-            return Err(SqlError::new(
-                ErrorClass::SyntaxError,
-                "INSERT has more expressions than target columns",
-            ));
-        }
-        let columns: Vec<(usize, ArrayRef)> = positions
-            .iter()
-            .zip(batch.columns())
-            .map(|(&i, array)| Ok((i, cast_column(array, &def.columns[i].data_type)?)))
-            .collect::<Result<_>>()?;
-        for row in 0..batch.num_rows() {
-            let mut values = defaults.clone();
-            for (i, array) in &columns {
-                values[*i] = value_at(
-                    array.as_ref() as &dyn Array,
-                    row,
-                    &def.columns[*i].data_type,
-                )?;
-            }
-            session.txn.with(|txn| Ok(txn.insert(&def.name, values)?))?;
-            inserted += 1;
-        }
-    }
-    Ok(inserted)
-}
-
 /// `array` as a column of type `ty`: a value that does not convert is an
 /// error (22P02, or 22003 when out of range), never a silent NULL.
 pub(crate) fn cast_column(array: &ArrayRef, ty: &omendb_storage::DataType) -> Result<ArrayRef> {
@@ -722,12 +669,12 @@ pub(crate) fn cast_column(array: &ArrayRef, ty: &omendb_storage::DataType) -> Re
 }
 
 /// A column's default, evaluated now.
-async fn default_value(
+pub(crate) async fn default_value(
     session: &SqlSession,
     expr: &str,
     column: &omendb_storage::ColumnDef,
 ) -> Result<Value> {
-    let batches = query_text(session, &format!("SELECT {expr}")).await?;
+    let (_, batches) = query_text(session, &format!("SELECT {expr}")).await?;
     let array = batches
         .first()
         .filter(|b| b.num_rows() == 1)

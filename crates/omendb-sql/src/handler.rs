@@ -10,10 +10,13 @@ use crate::error::Result;
 /// What one statement produced.
 #[derive(Debug)]
 pub enum StatementResult {
-    /// Rows: their schema (column names and types) and the batches.
+    /// Rows: their schema (column names and types) and the batches, and
+    /// the command tag when the rows come from a command (`INSERT 0 2` for
+    /// `INSERT ... RETURNING`); `None` for a query (`SELECT n`).
     Rows {
         schema: SchemaRef,
         batches: Vec<RecordBatch>,
+        tag: Option<String>,
     },
     /// A command without rows and its PostgreSQL command tag, such as
     /// `CREATE TABLE` or `INSERT 0 3`.

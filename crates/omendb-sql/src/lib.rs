@@ -20,6 +20,7 @@ mod dml;
 mod engine;
 mod error;
 mod handler;
+mod insert;
 mod provider;
 mod pushdown;
 mod settings;

@@ -42,7 +42,9 @@ impl sqllogictest::AsyncDB for Session {
                     let count = tag.rsplit(' ').next().and_then(|n| n.parse().ok());
                     DBOutput::StatementComplete(count.unwrap_or(0))
                 }
-                StatementResult::Rows { schema, batches } => {
+                StatementResult::Rows {
+                    schema, batches, ..
+                } => {
                     let mut rows = Vec::new();
                     for batch in &batches {
                         for row in 0..batch.num_rows() {

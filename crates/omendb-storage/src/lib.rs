@@ -43,7 +43,8 @@ pub use io::{FileSystem, OsFs, ReadFile, WriteFile};
 pub use scan::{BatchScan, CmpOp, KEY_COLUMN, KeyRange, Predicate, RowScan, ScanRequest};
 pub use txn::{Isolation, Row, Transaction};
 pub use types::{
-    DataType, Interval, KeyCodec, MAX_NUMERIC_PRECISION, Value, compare, ordered_u64, value_at,
+    ColumnBuilder, DataType, Interval, KeyCodec, MAX_NUMERIC_PRECISION, Value, compare,
+    ordered_u64, value_at,
 };
 
 pub use index::key_encoding;

@@ -14,8 +14,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType as ArrowType, Field, IntervalUnit, TimeUnit};
 
-pub(crate) use arrow_conv::ColumnBuilder;
-pub use arrow_conv::value_at;
+pub use arrow_conv::{ColumnBuilder, value_at};
 pub use key_codec::{KeyCodec, ordered_u64};
 pub(crate) use row_codec::{decode_row, encode_row};
 

@@ -17,7 +17,7 @@ use crate::error::{Result, StorageError};
 
 /// Builds one Arrow array from values of one column type.
 #[derive(Debug)]
-pub(crate) enum ColumnBuilder {
+pub enum ColumnBuilder {
     Bool(BooleanBuilder),
     Int16(Int16Builder),
     Int32(Int32Builder),
@@ -44,7 +44,7 @@ fn mismatch(ty: &str, value: &Value) -> StorageError {
 }
 
 impl ColumnBuilder {
-    pub(crate) fn new(ty: &DataType, capacity: usize) -> ColumnBuilder {
+    pub fn new(ty: &DataType, capacity: usize) -> ColumnBuilder {
         match ty {
             DataType::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(capacity)),
             DataType::Int16 => ColumnBuilder::Int16(Int16Builder::with_capacity(capacity)),
@@ -85,7 +85,7 @@ impl ColumnBuilder {
     }
 
     /// Appends `value`, which must fit the builder's type (or be NULL).
-    pub(crate) fn append(&mut self, value: &Value) -> Result<()> {
+    pub fn append(&mut self, value: &Value) -> Result<()> {
         match (self, value) {
             (ColumnBuilder::Bool(b), Value::Bool(v)) => b.append_value(*v),
             (ColumnBuilder::Int16(b), Value::Int16(v)) => b.append_value(*v),
@@ -167,7 +167,7 @@ impl ColumnBuilder {
     }
 
     /// The array built so far; the builder starts over.
-    pub(crate) fn finish(&mut self) -> ArrayRef {
+    pub fn finish(&mut self) -> ArrayRef {
         match self {
             ColumnBuilder::Bool(b) => Arc::new(b.finish()),
             ColumnBuilder::Int16(b) => Arc::new(b.finish()),
