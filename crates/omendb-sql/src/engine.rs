@@ -17,21 +17,19 @@ use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::physical_plan::collect;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    ColumnOption, ContextModifier, CreateTable, Expr as SqlExpr, Ident, ObjectName, ObjectType,
-    Query, Reset, Set, Statement, TableConstraint, TransactionIsolationLevel, TransactionMode,
-    UnaryOperator, Value as SqlValue,
+    ContextModifier, Expr as SqlExpr, Ident, ObjectName, ObjectType, Query, Reset, Set, Statement,
+    TransactionIsolationLevel, TransactionMode, UnaryOperator, Value as SqlValue,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use omendb_storage::{ColumnSpec, Database, Isolation, Value, value_at};
+use omendb_storage::{Database, Isolation, Value, value_at};
 
 use crate::arith::IntegerArithmetic;
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::{QueryHandler, StatementResult, TransactionStatus};
 use crate::provider::{KEYS_SCHEMA, StorageSchema, TxnSlot};
 use crate::settings::{self, SharedSettings};
-use crate::types::column_type;
-use crate::{dml, insert};
+use crate::{ddl, dml, insert};
 
 /// The DataFusion catalog of a session's tables.
 const CATALOG: &str = "omendb";
@@ -265,7 +263,9 @@ impl SqlEngine {
         statement: Statement,
     ) -> Result<StatementResult> {
         match statement {
-            Statement::CreateTable(create) => create_table(session, create),
+            Statement::CreateTable(create) => ddl::create_table(session, create),
+            Statement::AlterTable(alter) => ddl::alter_table(session, alter).await,
+            Statement::Truncate(truncate) => ddl::truncate(session, truncate),
             Statement::Drop {
                 object_type: ObjectType::Table,
                 if_exists,
@@ -534,85 +534,6 @@ pub(crate) fn column_name(name: &ObjectName) -> Result<String> {
             .ok_or_else(|| SqlError::unsupported(format!("column name {name}"))),
         _ => Err(SqlError::unsupported(format!("column name {name}"))),
     }
-}
-
-fn create_table(session: &mut SqlSession, create: CreateTable) -> Result<StatementResult> {
-    if create.query.is_some() {
-        return Err(SqlError::unsupported(
-            "CREATE TABLE ... AS is not supported yet",
-        ));
-    }
-    let name = table_name(&create.name)?;
-    let mut specs = Vec::with_capacity(create.columns.len());
-    let mut primary_key: Vec<String> = Vec::new();
-    for column in &create.columns {
-        let column_name = ident(&column.name);
-        let mut spec = ColumnSpec::new(column_name.clone(), column_type(&column.data_type)?);
-        for option in &column.options {
-            match &option.option {
-                ColumnOption::Null => {}
-                ColumnOption::NotNull => spec.nullable = false,
-                ColumnOption::Default(expr) => spec.default = Some(expr.to_string()),
-                ColumnOption::PrimaryKey(_) => {
-                    if !primary_key.is_empty() {
-                        return Err(SqlError::new(
-                            ErrorClass::SyntaxError,
-                            format!("multiple primary keys for table \"{name}\" are not allowed"),
-                        ));
-                    }
-                    primary_key.push(column_name.clone());
-                }
-                other => {
-                    return Err(SqlError::unsupported(format!(
-                        "column option {other} is not supported yet"
-                    )));
-                }
-            }
-        }
-        specs.push(spec);
-    }
-    for constraint in &create.constraints {
-        match constraint {
-            TableConstraint::PrimaryKey(pk) => {
-                if !primary_key.is_empty() {
-                    return Err(SqlError::new(
-                        ErrorClass::SyntaxError,
-                        format!("multiple primary keys for table \"{name}\" are not allowed"),
-                    ));
-                }
-                for column in &pk.columns {
-                    primary_key.push(match &column.column.expr {
-                        datafusion::sql::sqlparser::ast::Expr::Identifier(id) => ident(id),
-                        other => {
-                            return Err(SqlError::unsupported(format!(
-                                "primary key on expression {other}"
-                            )));
-                        }
-                    });
-                }
-            }
-            other => {
-                return Err(SqlError::unsupported(format!(
-                    "table constraint {other} is not supported yet"
-                )));
-            }
-        }
-    }
-    // Key columns are NOT NULL, as in PostgreSQL.
-    for spec in &mut specs {
-        if primary_key.contains(&spec.name) {
-            spec.nullable = false;
-        }
-    }
-    session.txn.with(|txn| {
-        if create.if_not_exists && txn.table(&name).is_ok() {
-            return Ok(());
-        }
-        let key: Vec<&str> = primary_key.iter().map(String::as_str).collect();
-        txn.create_table(&name, specs, &key)?;
-        Ok(())
-    })?;
-    Ok(command("CREATE TABLE"))
 }
 
 /// Plans and runs the query `sql` (text the engine wrote) in the session's

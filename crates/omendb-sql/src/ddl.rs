@@ -1,0 +1,221 @@
+//! DDL: CREATE TABLE, ALTER TABLE (ADD / DROP / RENAME COLUMN, RENAME TO)
+//! and TRUNCATE, as catalog changes in the session's transaction.
+
+use datafusion::sql::sqlparser::ast::{
+    AlterTable, AlterTableOperation, ColumnDef as SqlColumnDef, ColumnOption, CreateTable,
+    RenameTableNameKind, TableConstraint, Truncate,
+};
+use omendb_storage::{ColumnSpec, KeyRange, Value};
+
+use crate::engine::{SqlSession, command, default_value, ident, query_text, table_name};
+use crate::error::{ErrorClass, Result, SqlError};
+use crate::handler::StatementResult;
+use crate::types::column_type;
+
+/// A column as declared, and whether it is declared the primary key.
+fn column_spec(column: &SqlColumnDef) -> Result<(ColumnSpec, bool)> {
+    let mut spec = ColumnSpec::new(ident(&column.name), column_type(&column.data_type)?);
+    let mut is_key = false;
+    for option in &column.options {
+        match &option.option {
+            ColumnOption::Null => {}
+            ColumnOption::NotNull => spec.nullable = false,
+            ColumnOption::Default(expr) => spec.default = Some(expr.to_string()),
+            ColumnOption::PrimaryKey(_) => is_key = true,
+            other => {
+                return Err(SqlError::unsupported(format!(
+                    "column option {other} is not supported yet"
+                )));
+            }
+        }
+    }
+    Ok((spec, is_key))
+}
+
+pub(crate) fn create_table(session: &SqlSession, create: CreateTable) -> Result<StatementResult> {
+    if create.query.is_some() {
+        return Err(SqlError::unsupported(
+            "CREATE TABLE ... AS is not supported yet",
+        ));
+    }
+    let name = table_name(&create.name)?;
+    let mut specs = Vec::with_capacity(create.columns.len());
+    let mut primary_key: Vec<String> = Vec::new();
+    for column in &create.columns {
+        let (spec, is_key) = column_spec(column)?;
+        if is_key {
+            if !primary_key.is_empty() {
+                return Err(SqlError::new(
+                    ErrorClass::SyntaxError,
+                    format!("multiple primary keys for table \"{name}\" are not allowed"),
+                ));
+            }
+            primary_key.push(spec.name.clone());
+        }
+        specs.push(spec);
+    }
+    for constraint in &create.constraints {
+        match constraint {
+            TableConstraint::PrimaryKey(pk) => {
+                if !primary_key.is_empty() {
+                    return Err(SqlError::new(
+                        ErrorClass::SyntaxError,
+                        format!("multiple primary keys for table \"{name}\" are not allowed"),
+                    ));
+                }
+                for column in &pk.columns {
+                    primary_key.push(match &column.column.expr {
+                        datafusion::sql::sqlparser::ast::Expr::Identifier(id) => ident(id),
+                        other => {
+                            return Err(SqlError::unsupported(format!(
+                                "primary key on expression {other}"
+                            )));
+                        }
+                    });
+                }
+            }
+            other => {
+                return Err(SqlError::unsupported(format!(
+                    "table constraint {other} is not supported yet"
+                )));
+            }
+        }
+    }
+    // Key columns are NOT NULL, as in PostgreSQL.
+    for spec in &mut specs {
+        if primary_key.contains(&spec.name) {
+            spec.nullable = false;
+        }
+    }
+    session.txn().with(|txn| {
+        if create.if_not_exists && txn.table(&name).is_ok() {
+            return Ok(());
+        }
+        let key: Vec<&str> = primary_key.iter().map(String::as_str).collect();
+        txn.create_table(&name, specs, &key)?;
+        Ok(())
+    })?;
+    Ok(command("CREATE TABLE"))
+}
+
+pub(crate) async fn alter_table(
+    session: &SqlSession,
+    alter: AlterTable,
+) -> Result<StatementResult> {
+    let name = table_name(&alter.name)?;
+    let exists = session.txn().with(|txn| Ok(txn.table(&name).is_ok()))?;
+    if !exists && alter.if_exists {
+        return Ok(command("ALTER TABLE"));
+    }
+    for operation in alter.operations {
+        let def = session.txn().with(|txn| Ok(txn.table(&name)?))?;
+        let next = match operation {
+            AlterTableOperation::AddColumn {
+                if_not_exists,
+                column_def,
+                ..
+            } => {
+                let (spec, is_key) = column_spec(&column_def)?;
+                if is_key {
+                    return Err(SqlError::unsupported("ADD COLUMN ... PRIMARY KEY"));
+                }
+                if def.columns.iter().any(|c| c.name == spec.name) {
+                    if if_not_exists {
+                        continue;
+                    }
+                    return Err(SqlError::new(
+                        ErrorClass::DuplicateColumn,
+                        format!(
+                            "column \"{}\" of relation \"{name}\" already exists",
+                            spec.name
+                        ),
+                    ));
+                }
+                // Rows already there get the default, evaluated once.
+                let missing = match &spec.default {
+                    Some(expr) => {
+                        let column = def
+                            .with_column_added(spec.clone(), Value::Null)?
+                            .columns
+                            .last()
+                            .cloned()
+                            .ok_or_else(|| SqlError::internal("added column missing"))?;
+                        default_value(session, expr, &column).await?
+                    }
+                    None => Value::Null,
+                };
+                if !spec.nullable && missing.is_null() {
+                    let (_, batches) =
+                        query_text(session, &format!("SELECT 1 FROM \"{name}\" LIMIT 1")).await?;
+                    if batches.iter().any(|b| b.num_rows() > 0) {
+                        return Err(SqlError::new(
+                            ErrorClass::NotNullViolation,
+                            format!(
+                                "column \"{}\" of relation \"{name}\" contains null values",
+                                spec.name
+                            ),
+                        ));
+                    }
+                }
+                def.with_column_added(spec, missing)?
+            }
+            AlterTableOperation::DropColumn {
+                column_names,
+                if_exists,
+                ..
+            } => {
+                let mut next = def.as_ref().clone();
+                for column in &column_names {
+                    let column = ident(column);
+                    if if_exists && next.column(&column).is_err() {
+                        continue;
+                    }
+                    if next
+                        .key_positions()
+                        .iter()
+                        .any(|&i| next.columns[i].name == column)
+                    {
+                        return Err(SqlError::unsupported(format!(
+                            "dropping primary key column \"{column}\""
+                        )));
+                    }
+                    next = next.with_column_dropped(&column)?;
+                }
+                next
+            }
+            AlterTableOperation::RenameColumn {
+                old_column_name,
+                new_column_name,
+            } => def.with_column_renamed(&ident(&old_column_name), &ident(&new_column_name))?,
+            AlterTableOperation::RenameTable { table_name: to } => {
+                let (RenameTableNameKind::As(to) | RenameTableNameKind::To(to)) = to;
+                let to = table_name(&to)?;
+                if session.txn().with(|txn| Ok(txn.table(&to).is_ok()))? {
+                    return Err(SqlError::new(
+                        ErrorClass::DuplicateTable,
+                        format!("relation \"{to}\" already exists"),
+                    ));
+                }
+                def.renamed(&to)
+            }
+            other => {
+                return Err(SqlError::unsupported(format!(
+                    "ALTER TABLE {other} is not supported yet"
+                )));
+            }
+        };
+        session.txn().with(|txn| Ok(txn.alter_table(next)?))?;
+    }
+    Ok(command("ALTER TABLE"))
+}
+
+pub(crate) fn truncate(session: &SqlSession, truncate: Truncate) -> Result<StatementResult> {
+    for target in &truncate.table_names {
+        let name = table_name(&target.name)?;
+        session.txn().with(|txn| {
+            txn.delete_range(&name, KeyRange::all())?;
+            Ok(())
+        })?;
+    }
+    Ok(command("TRUNCATE TABLE"))
+}
