@@ -29,7 +29,7 @@ use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::{QueryHandler, StatementResult, TransactionStatus};
 use crate::provider::{KEYS_SCHEMA, StorageSchema, TxnSlot};
 use crate::settings::{self, SharedSettings};
-use crate::{ddl, dml, insert};
+use crate::{ddl, dml, insert, timeseries};
 
 /// The DataFusion catalog of a session's tables.
 const CATALOG: &str = "omendb";
@@ -327,8 +327,14 @@ impl QueryHandler for SqlEngine {
         // Registering a planner on a fresh context cannot fail.
         let _ = ctx.register_expr_planner(Arc::new(IntegerArithmetic::new()));
         let settings = Arc::new(SharedSettings::default());
-        for function in settings::functions(&settings) {
+        for function in settings::functions(&settings)
+            .into_iter()
+            .chain(timeseries::scalar_functions())
+        {
             ctx.register_udf(function);
+        }
+        for function in timeseries::aggregate_functions() {
+            ctx.register_udaf(function);
         }
         SqlSession {
             ctx,

@@ -26,6 +26,7 @@ mod provider;
 mod pushdown;
 mod settings;
 mod text;
+mod timeseries;
 mod types;
 
 pub use engine::{SqlEngine, SqlSession};

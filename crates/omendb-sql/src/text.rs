@@ -6,6 +6,7 @@
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{
     DataType as ArrowType, Float32Type, Float64Type, TimeUnit, TimestampMicrosecondType,
+    TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
 };
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
@@ -25,8 +26,24 @@ pub fn pg_text(array: &dyn Array, row: usize) -> Option<String> {
         ArrowType::Float32 => float_text(array.as_primitive::<Float32Type>().value(row), 6),
         ArrowType::Binary => hex_text(array.as_binary::<i32>().value(row)),
         ArrowType::LargeBinary => hex_text(array.as_binary::<i64>().value(row)),
-        ArrowType::Timestamp(TimeUnit::Microsecond, tz) => {
-            let micros = array.as_primitive::<TimestampMicrosecondType>().value(row);
+        ArrowType::Timestamp(unit, tz) => {
+            let micros = match unit {
+                TimeUnit::Second => array
+                    .as_primitive::<TimestampSecondType>()
+                    .value(row)
+                    .saturating_mul(1_000_000),
+                TimeUnit::Millisecond => array
+                    .as_primitive::<TimestampMillisecondType>()
+                    .value(row)
+                    .saturating_mul(1_000),
+                TimeUnit::Microsecond => {
+                    array.as_primitive::<TimestampMicrosecondType>().value(row)
+                }
+                TimeUnit::Nanosecond => array
+                    .as_primitive::<TimestampNanosecondType>()
+                    .value(row)
+                    .div_euclid(1_000),
+            };
             let mut text = timestamp_text(micros);
             if tz.is_some() {
                 text.push_str("+00");
@@ -102,7 +119,7 @@ fn timestamp_text(micros: i64) -> String {
 }
 
 /// Year, month, day of a day count since 1970-01-01 (proleptic Gregorian).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
