@@ -27,6 +27,8 @@ enum Op {
     Add,
     Sub,
     Mul,
+    /// `mod(a, b)`, PostgreSQL's function for `%`.
+    Mod,
 }
 
 /// `a op b` on integers of one type, failing on overflow.
@@ -42,6 +44,7 @@ impl ScalarUDFImpl for CheckedArith {
             Op::Add => "int_add",
             Op::Sub => "int_sub",
             Op::Mul => "int_mul",
+            Op::Mod => "mod",
         }
     }
 
@@ -66,6 +69,7 @@ impl ScalarUDFImpl for CheckedArith {
             Op::Add => numeric::add(left, right),
             Op::Sub => numeric::sub(left, right),
             Op::Mul => numeric::mul(left, right),
+            Op::Mod => numeric::rem(left, right),
         };
         match result {
             Ok(array) => Ok(ColumnarValue::Array(array)),
@@ -78,6 +82,36 @@ impl ScalarUDFImpl for CheckedArith {
             Err(e) => Err(e.into()),
         }
     }
+
+    /// `mod` takes any two numbers: integers compute in the wider type,
+    /// anything else in `float8`. (The planned `+ - *` come cast already.)
+    fn coerce_types(&self, args: &[DataType]) -> Result<Vec<DataType>> {
+        let ty = match args {
+            [a, b] if a.is_integer() && b.is_integer() => {
+                if rank(a) >= rank(b) {
+                    a.clone()
+                } else {
+                    b.clone()
+                }
+            }
+            [a, b] if a.is_numeric() && b.is_numeric() => DataType::Float64,
+            _ => {
+                return Err(DataFusionError::Plan(format!(
+                    "function {}({args:?}) does not exist",
+                    self.name()
+                )));
+            }
+        };
+        Ok(vec![ty.clone(), ty])
+    }
+}
+
+/// `mod(a, b)`.
+pub(crate) fn mod_function() -> ScalarUDF {
+    ScalarUDF::from(CheckedArith {
+        op: Op::Mod,
+        signature: Signature::user_defined(Volatility::Immutable),
+    })
 }
 
 fn pg_type_name(ty: &DataType) -> &'static str {

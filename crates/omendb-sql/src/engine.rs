@@ -330,6 +330,7 @@ impl QueryHandler for SqlEngine {
         for function in settings::functions(&settings)
             .into_iter()
             .chain(timeseries::scalar_functions())
+            .chain([crate::arith::mod_function()])
         {
             ctx.register_udf(function);
         }
