@@ -143,7 +143,7 @@ impl TableProvider for StorageTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if pushdown::is_key_predicate(&self.def, f) {
+                if pushdown::is_usable(&self.def, f) {
                     TableProviderFilterPushDown::Inexact
                 } else {
                     TableProviderFilterPushDown::Unsupported
@@ -188,6 +188,7 @@ impl TableProvider for StorageTable {
         });
         let request = ScanRequest {
             range: pushdown::key_range(&self.def, filters),
+            predicates: pushdown::predicates(&self.def, filters),
             columns: Some(columns),
             with_keys,
             ..ScanRequest::default()
@@ -259,6 +260,15 @@ impl DisplayAs for StorageScanExec {
                 if *range != KeyRange::all() {
                     write!(f, ", range={}", range_text(range))?;
                 }
+                if !self.request.predicates.is_empty() {
+                    let pruning: Vec<String> = self
+                        .request
+                        .predicates
+                        .iter()
+                        .map(|p| format!("{} {:?} {}", p.column, p.op, value_text(&p.value)))
+                        .collect();
+                    write!(f, ", zone_maps=[{}]", pruning.join(", "))?;
+                }
                 if let Some(limit) = self.limit {
                     write!(f, ", limit={limit}")?;
                 }
@@ -294,6 +304,7 @@ fn value_text(value: &omendb_storage::Value) -> String {
         V::Int32(v) => v.to_string(),
         V::Int64(v) => v.to_string(),
         V::Text(v) => format!("'{v}'"),
+        V::Float64(v) => v.to_string(),
         other => format!("{other:?}"),
     }
 }

@@ -1,14 +1,15 @@
-//! Primary-key predicates of a scan turned into the key range the learned
-//! index serves: equalities on a prefix of the key columns, then a range
-//! (`<`, `<=`, `>`, `>=`, `BETWEEN`) on the next one. The filters stay in
-//! the plan (pushdown is inexact), so a range only has to contain every
-//! matching row.
+//! A scan's filters turned into what storage can use: the key range the
+//! learned index serves (equalities on a prefix of the key columns, then a
+//! range — `<`, `<=`, `>`, `>=`, `BETWEEN` — on the next one), and
+//! comparisons of any column with a constant for zone-map pruning. The
+//! filters stay in the plan (pushdown is inexact), so storage only has to
+//! keep every matching row.
 
 use std::ops::Bound;
 
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
-use omendb_storage::{KeyRange, TableDef, Value, value_at};
+use omendb_storage::{CmpOp, KeyRange, Predicate, TableDef, Value, value_at};
 
 use crate::engine::cast_column;
 
@@ -20,13 +21,40 @@ struct ColumnBounds {
     upper: Option<(Value, bool)>,
 }
 
-/// Whether `filter` constrains a key column of `def`, so pushing it helps.
-pub(crate) fn is_key_predicate(def: &TableDef, filter: &Expr) -> bool {
-    let mut found = Vec::new();
-    conjuncts(filter, &mut found);
-    found
+/// Whether storage can use `filter`: it compares a column of `def` with a
+/// constant (a key column narrows the key range, any column prunes by
+/// zone maps).
+pub(crate) fn is_usable(def: &TableDef, filter: &Expr) -> bool {
+    !predicates(def, std::slice::from_ref(filter)).is_empty()
+}
+
+/// The comparisons of a column with a constant among `filters`, for
+/// zone-map pruning.
+pub(crate) fn predicates(def: &TableDef, filters: &[Expr]) -> Vec<Predicate> {
+    let mut parts = Vec::new();
+    for filter in filters {
+        conjuncts(filter, &mut parts);
+    }
+    parts
         .iter()
-        .any(|c| comparison(c).is_some_and(|(column, _, _)| key_index(def, &column).is_some()))
+        .filter_map(|part| {
+            let (column, op, literal) = comparison(part)?;
+            let position = def.columns.iter().position(|c| c.name == column.name)?;
+            let op = match op {
+                Operator::Eq => CmpOp::Eq,
+                Operator::Lt => CmpOp::Lt,
+                Operator::LtEq => CmpOp::Le,
+                Operator::Gt => CmpOp::Gt,
+                Operator::GtEq => CmpOp::Ge,
+                _ => return None,
+            };
+            Some(Predicate {
+                column: column.name.clone(),
+                op,
+                value: key_value(def, position, literal)?,
+            })
+        })
+        .collect()
 }
 
 /// The smallest key range holding every row that satisfies all `filters`.
@@ -133,7 +161,8 @@ fn key_index(def: &TableDef, column: &Column) -> Option<usize> {
 }
 
 /// `literal` as a value of the column at `position`; `None` when it does
-/// not convert exactly (the filter then just is not pushed).
+/// not convert exactly (the filter then just is not pushed). Not only key
+/// columns: zone maps compare values of any column.
 fn key_value(def: &TableDef, position: usize, literal: &ScalarValue) -> Option<Value> {
     if literal.is_null() {
         return None;
@@ -198,8 +227,13 @@ mod tests {
         // A range on the second key column alone says nothing of the key order.
         let range = key_range(&def, &[col("ts").gt(lit(1i64)), col("v").eq(lit(2.0))]);
         assert_eq!(range, KeyRange::all());
-        assert!(!is_key_predicate(&def, &col("v").eq(lit(2.0))));
-        assert!(is_key_predicate(&def, &lit(7).lt(col("device"))));
+        assert!(is_usable(&def, &col("v").eq(lit(2.0))));
+        assert!(is_usable(&def, &lit(7).lt(col("device"))));
+        assert!(!is_usable(&def, &col("v").eq(col("ts"))));
+        let zone = predicates(&def, &[col("v").gt(lit(1.5)).and(col("device").eq(lit(3)))]);
+        assert_eq!(zone.len(), 2);
+        assert_eq!(zone[0].op, CmpOp::Gt);
+        assert_eq!(zone[0].value, Value::Float64(1.5));
         let range = key_range(&def, &[lit(7).lt(col("device"))]);
         assert_eq!(range.start, Bound::Excluded(vec![Value::Int32(7)]));
         // A literal that would round is not pushed.
