@@ -329,18 +329,91 @@ impl ScalarUDFImpl for SettingFunction {
     }
 }
 
-/// The setting functions of a session.
+/// The schemas that exist (there is no CREATE SCHEMA yet).
+const SCHEMAS: &[&str] = &["public", "pg_catalog", "information_schema"];
+
+/// A function of no arguments answering from the session:
+/// `current_schema()`, `current_database()`, `version()`.
+#[derive(Debug)]
+struct SessionInfo {
+    name: &'static str,
+    settings: Arc<SharedSettings>,
+    signature: Signature,
+}
+
+impl PartialEq for SessionInfo {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.settings, &other.settings)
+    }
+}
+
+impl Eq for SessionInfo {}
+
+impl std::hash::Hash for SessionInfo {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for SessionInfo {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, _args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let value = match self.name {
+            "current_database" => Some("omendb".to_string()),
+            "version" => Some(format!(
+                "PostgreSQL 15.0 (OmenDB {}) on {}-{}, compiled by rustc",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::ARCH,
+                std::env::consts::OS
+            )),
+            // The first schema of the search path that exists.
+            _ => {
+                let path = self
+                    .settings
+                    .lock()
+                    .get("search_path")
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                path.split(',')
+                    .map(|s| s.trim().trim_matches('"').to_string())
+                    .find(|s| SCHEMAS.contains(&s.as_str()))
+            }
+        };
+        Ok(ColumnarValue::Scalar(
+            datafusion::common::ScalarValue::Utf8(value),
+        ))
+    }
+}
+
+/// The setting and session functions of a session.
 pub(crate) fn functions(settings: &Arc<SharedSettings>) -> Vec<ScalarUDF> {
-    [false, true]
-        .into_iter()
-        .map(|set| {
-            ScalarUDF::from(SettingFunction {
-                settings: settings.clone(),
-                set,
-                signature: Signature::variadic_any(Volatility::Volatile),
-            })
+    let setting = [false, true].into_iter().map(|set| {
+        ScalarUDF::from(SettingFunction {
+            settings: settings.clone(),
+            set,
+            signature: Signature::variadic_any(Volatility::Volatile),
         })
-        .collect()
+    });
+    let info = ["current_schema", "current_database", "version"]
+        .into_iter()
+        .map(|name| {
+            ScalarUDF::from(SessionInfo {
+                name,
+                settings: settings.clone(),
+                signature: Signature::nullary(Volatility::Stable),
+            })
+        });
+    setting.chain(info).collect()
 }
 
 #[cfg(test)]
