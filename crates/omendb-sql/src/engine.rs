@@ -10,7 +10,7 @@ use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider};
-use datafusion::common::TableReference;
+use datafusion::common::{ScalarValue, TableReference};
 use datafusion::datasource::MemTable;
 use datafusion::execution::FunctionRegistry;
 use datafusion::execution::context::{SessionConfig, SessionContext};
@@ -52,6 +52,8 @@ pub struct SqlSession {
     /// A statement has run in the current block (its isolation is fixed).
     block_used: bool,
     settings: Arc<SharedSettings>,
+    /// The parameters of the statements running now.
+    params: Vec<ScalarValue>,
 }
 
 impl std::fmt::Debug for SqlSession {
@@ -344,10 +346,17 @@ impl QueryHandler for SqlEngine {
             isolation: Isolation::ReadCommitted,
             block_used: false,
             settings,
+            params: Vec::new(),
         }
     }
 
-    async fn execute(&self, session: &mut SqlSession, sql: &str) -> Vec<Result<StatementResult>> {
+    async fn execute(
+        &self,
+        session: &mut SqlSession,
+        sql: &str,
+        params: &[ScalarValue],
+    ) -> Vec<Result<StatementResult>> {
+        session.params = params.to_vec();
         let statements = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
             Ok(statements) => statements,
             Err(e) => {
@@ -576,9 +585,12 @@ async fn statement_rows(
     statement: Statement,
 ) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
     let state = session.ctx.state();
-    let plan = state
+    let mut plan = state
         .statement_to_plan(DfStatement::Statement(Box::new(statement)))
         .await?;
+    if !session.params.is_empty() {
+        plan = plan.with_param_values(session.params.clone())?;
+    }
     let physical = state.create_physical_plan(&plan).await?;
     let schema = physical.schema();
     let batches = collect(physical, session.ctx.task_ctx()).await?;

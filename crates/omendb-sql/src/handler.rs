@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
 
 use crate::error::Result;
 
@@ -44,9 +45,14 @@ pub trait QueryHandler: Send + Sync {
 
     /// Runs the statements of `sql` in order, one result each, stopping
     /// after the first error (that statement's effects are undone; in a
-    /// transaction block the block fails until ROLLBACK).
-    async fn execute(&self, session: &mut Self::Session, sql: &str)
-    -> Vec<Result<StatementResult>>;
+    /// transaction block the block fails until ROLLBACK). `params` are the
+    /// values of `$1`, `$2`, ... (cast to the type each place needs).
+    async fn execute(
+        &self,
+        session: &mut Self::Session,
+        sql: &str,
+        params: &[ScalarValue],
+    ) -> Vec<Result<StatementResult>>;
 
     fn transaction_status(&self, session: &Self::Session) -> TransactionStatus;
 }

@@ -4,64 +4,9 @@
 
 #![allow(clippy::unwrap_used)] // A test fails loudly on any unexpected error.
 
-use omendb_sql::{QueryHandler, SqlEngine, SqlSession, StatementResult, pg_text};
-use omendb_storage::{Database, Options};
+mod common;
 
-struct Fixture {
-    engine: SqlEngine,
-    session: SqlSession,
-    dir: std::path::PathBuf,
-}
-
-impl Fixture {
-    fn new(name: &str) -> Fixture {
-        let dir = std::env::temp_dir().join(format!("omendb-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let engine = SqlEngine::new(Database::open(&dir, Options::default()).unwrap());
-        let session = engine.new_session();
-        Fixture {
-            engine,
-            session,
-            dir,
-        }
-    }
-
-    /// The rows of the last statement of `sql`, as text.
-    async fn rows(&mut self, sql: &str) -> Vec<Vec<String>> {
-        let mut rows = Vec::new();
-        for result in self.engine.execute(&mut self.session, sql).await {
-            rows.clear();
-            if let StatementResult::Rows { batches, .. } = result.unwrap() {
-                for batch in batches {
-                    for row in 0..batch.num_rows() {
-                        rows.push(
-                            batch
-                                .columns()
-                                .iter()
-                                .map(|c| pg_text(c.as_ref(), row).unwrap_or("NULL".into()))
-                                .collect(),
-                        );
-                    }
-                }
-            }
-        }
-        rows
-    }
-
-    async fn plan(&mut self, sql: &str) -> String {
-        let rows = self.rows(&format!("EXPLAIN {sql}")).await;
-        rows.iter()
-            .map(|r| r.join(" | "))
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use common::Fixture;
 
 #[tokio::test]
 async fn key_predicates_become_learned_index_ranges_with_the_same_answers() {

@@ -36,7 +36,7 @@ impl sqllogictest::AsyncDB for Session {
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, SltError> {
         let mut output = DBOutput::StatementComplete(0);
-        for result in self.engine.execute(&mut self.session, sql).await {
+        for result in self.engine.execute(&mut self.session, sql, &[]).await {
             output = match result.map_err(SltError)? {
                 StatementResult::Command { tag } => {
                     let count = tag.rsplit(' ').next().and_then(|n| n.parse().ok());

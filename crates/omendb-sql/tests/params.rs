@@ -1,0 +1,66 @@
+//! Statements with `$n` parameters: queries, DML, and the key range a
+//! parameterized point query gets.
+
+#![allow(clippy::unwrap_used)] // A test fails loudly on any unexpected error.
+
+mod common;
+
+use common::Fixture;
+use datafusion::common::ScalarValue;
+
+#[tokio::test]
+async fn parameters_fill_queries_and_writes_and_reach_the_learned_index() {
+    let mut f = Fixture::new("params");
+    f.rows("CREATE TABLE kv (k int PRIMARY KEY, v text)").await;
+    let text = |s: &str| ScalarValue::Utf8(Some(s.into()));
+    for (k, v) in [(1, "one"), (2, "two"), (3, "three")] {
+        f.rows_with(
+            "INSERT INTO kv VALUES ($1, $2)",
+            &[ScalarValue::Int32(Some(k)), text(v)],
+        )
+        .await;
+    }
+    let got = f
+        .rows_with(
+            "SELECT v FROM kv WHERE k = $1",
+            &[ScalarValue::Int32(Some(2))],
+        )
+        .await;
+    assert_eq!(got, vec![vec!["two".to_string()]]);
+    f.rows_with(
+        "UPDATE kv SET v = $2 WHERE k = $1",
+        &[ScalarValue::Int32(Some(3)), text("THREE")],
+    )
+    .await;
+    f.rows_with(
+        "DELETE FROM kv WHERE k = $1",
+        &[ScalarValue::Int32(Some(1))],
+    )
+    .await;
+    assert_eq!(
+        f.rows("SELECT k, v FROM kv ORDER BY k").await,
+        vec![
+            vec!["2".to_string(), "two".to_string()],
+            vec!["3".to_string(), "THREE".to_string()]
+        ]
+    );
+    let plan = f
+        .rows_with(
+            "EXPLAIN SELECT v FROM kv WHERE k = $1",
+            &[ScalarValue::Int32(Some(2))],
+        )
+        .await;
+    let plan: Vec<String> = plan.into_iter().map(|r| r.join(" | ")).collect();
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("LearnedIndexScan: table=kv, range=[2]..[2]")),
+        "{plan:?}"
+    );
+    let sum = f
+        .rows_with(
+            "SELECT $1::bigint + count(*) FROM kv",
+            &[ScalarValue::Int64(Some(40))],
+        )
+        .await;
+    assert_eq!(sum, vec![vec!["42".to_string()]]);
+}
