@@ -8,6 +8,7 @@
 use std::ops::Bound;
 
 use datafusion::common::{Column, ScalarValue};
+use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 use omendb_storage::{CmpOp, KeyRange, Predicate, TableDef, Value, value_at};
 
@@ -26,6 +27,7 @@ struct ColumnBounds {
 /// zone maps).
 pub(crate) fn is_usable(def: &TableDef, filter: &Expr) -> bool {
     !predicates(def, std::slice::from_ref(filter)).is_empty()
+        || key_range(def, std::slice::from_ref(filter)) != KeyRange::all()
 }
 
 /// The comparisons of a column with a constant among `filters`, for
@@ -66,6 +68,28 @@ pub(crate) fn key_range(def: &TableDef, filters: &[Expr]) -> KeyRange {
         conjuncts(filter, &mut parts);
     }
     for part in &parts {
+        // `k IN (a, b, c)` narrows k to [min, max]: one range holds them all.
+        if let Some((column, values)) = in_list(part)
+            && let Some(k) = key_index(def, &column)
+        {
+            let converted: Option<Vec<Value>> =
+                values.iter().map(|v| key_value(def, keys[k], v)).collect();
+            let Some(mut converted) = converted.filter(|c| !c.is_empty()) else {
+                continue;
+            };
+            converted
+                .sort_by(|a, b| omendb_storage::compare(a, b).unwrap_or(std::cmp::Ordering::Equal));
+            let b = &mut bounds[k];
+            match converted.as_slice() {
+                [only] => b.eq = Some(only.clone()),
+                [low, .., high] => {
+                    b.lower = Some((low.clone(), true));
+                    b.upper = Some((high.clone(), true));
+                }
+                [] => {}
+            }
+            continue;
+        }
         let Some((column, op, literal)) = comparison(part) else {
             continue;
         };
@@ -139,6 +163,47 @@ fn conjuncts(expr: &Expr, out: &mut Vec<Expr>) {
         }
         other => out.push(other.clone()),
     }
+}
+
+/// `column IN (literal, ...)`, or the `column = a OR column = b ...` that
+/// DataFusion makes of a short IN list.
+fn in_list(expr: &Expr) -> Option<(Column, Vec<&ScalarValue>)> {
+    if let Expr::BinaryExpr(BinaryExpr {
+        left,
+        op: Operator::Or,
+        right,
+    }) = expr
+    {
+        let (column, mut values) = in_list(left)?;
+        let (other, more) = in_list(right)?;
+        if other != column {
+            return None;
+        }
+        values.extend(more);
+        return Some((column, values));
+    }
+    if let Some((column, Operator::Eq, value)) = comparison(expr) {
+        return Some((column, vec![value]));
+    }
+    let Expr::InList(InList {
+        expr,
+        list,
+        negated: false,
+    }) = expr
+    else {
+        return None;
+    };
+    let Expr::Column(column) = expr.as_ref() else {
+        return None;
+    };
+    let values = list
+        .iter()
+        .map(|e| match e {
+            Expr::Literal(v, _) => Some(v),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((column.clone(), values))
 }
 
 /// `column op literal` (either way round), with `op` as seen from the

@@ -32,6 +32,8 @@ async fn key_predicates_become_learned_index_ranges_with_the_same_answers() {
     );
     let plan = f.plan("SELECT * FROM r WHERE device BETWEEN 3 AND 4").await;
     assert!(plan.contains("range=[3]..[4]"), "{plan}");
+    let plan = f.plan("SELECT * FROM r WHERE device IN (5, 3, 9)").await;
+    assert!(plan.contains("range=[3]..[9]"), "{plan}");
     let plan = f.plan("SELECT * FROM r WHERE v > 5").await;
     assert!(plan.contains("StorageScan: table=r"), "{plan}");
     assert!(!plan.contains("LearnedIndexScan"), "{plan}");
@@ -50,6 +52,8 @@ async fn key_predicates_become_learned_index_ranges_with_the_same_answers() {
         "device = 7 AND ts < 0",
         "device > 100",
         "7 = device AND 150 > ts",
+        "device IN (5, 3, 9) AND ts IN (40, 10)",
+        "device IN (4) AND ts > 100",
     ] {
         let indexed = f
             .rows(&format!(
