@@ -18,6 +18,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
@@ -214,6 +215,8 @@ pub(crate) struct StorageScanExec {
     order: Option<Vec<usize>>,
     /// Rows wanted at most (no filter above needs more).
     limit: Option<usize>,
+    /// Rows and time, for EXPLAIN ANALYZE.
+    metrics: ExecutionPlanMetricsSet,
     txn: Arc<TxnSlot>,
     properties: Arc<PlanProperties>,
 }
@@ -238,6 +241,7 @@ impl StorageScanExec {
             request,
             order,
             limit,
+            metrics: ExecutionPlanMetricsSet::new(),
             txn,
             properties: Arc::new(properties),
         }
@@ -276,6 +280,28 @@ impl DisplayAs for StorageScanExec {
             }
             DisplayFormatType::TreeRender => write!(f, "table={}", self.table),
         }
+    }
+}
+
+/// A storage scan that counts its time and rows for EXPLAIN ANALYZE.
+struct Timed<I> {
+    inner: I,
+    metrics: BaselineMetrics,
+}
+
+impl<I: Iterator<Item = omendb_storage::Result<RecordBatch>>> Iterator for Timed<I> {
+    type Item = omendb_storage::Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let timer = self.metrics.elapsed_compute().timer();
+        let next = self.inner.next();
+        timer.done();
+        match &next {
+            Some(Ok(batch)) => self.metrics.record_output(batch.num_rows()),
+            Some(Err(_)) => {}
+            None => self.metrics.done(),
+        }
+        next
     }
 }
 
@@ -320,6 +346,10 @@ impl ExecutionPlan for StorageScanExec {
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
         Vec::new()
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
     }
 
     fn apply_expressions(
@@ -369,6 +399,10 @@ impl ExecutionPlan for StorageScanExec {
         let order = self.order.clone();
         let out = schema.clone();
         let mut left = self.limit.unwrap_or(usize::MAX);
+        let scan = Timed {
+            inner: scan,
+            metrics: BaselineMetrics::new(&self.metrics, partition),
+        };
         let scan = scan.map_while(move |batch| {
             // Stop reading once the limit is reached.
             if left == 0 {

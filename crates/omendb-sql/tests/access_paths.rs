@@ -37,6 +37,16 @@ async fn key_predicates_become_learned_index_ranges_with_the_same_answers() {
     let plan = f.plan("SELECT * FROM r WHERE v > 5").await;
     assert!(plan.contains("StorageScan: table=r"), "{plan}");
     assert!(!plan.contains("LearnedIndexScan"), "{plan}");
+    let analyzed = f
+        .rows("EXPLAIN ANALYZE SELECT * FROM r WHERE device = 7 AND ts < 300")
+        .await;
+    let analyzed: Vec<String> = analyzed.into_iter().map(|r| r.join(" | ")).collect();
+    assert!(
+        analyzed
+            .iter()
+            .any(|l| l.contains("LearnedIndexScan") && l.contains("output_rows=30")),
+        "{analyzed:?}"
+    );
     let plan = f.plan("SELECT * FROM r LIMIT 3").await;
     assert!(plan.contains("limit=3"), "{plan}");
 
