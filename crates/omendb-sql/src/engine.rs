@@ -27,7 +27,7 @@ use omendb_storage::{Database, Isolation, Value, value_at};
 use crate::arith::IntegerArithmetic;
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::{QueryHandler, StatementResult, TransactionStatus};
-use crate::provider::{KEYS_SCHEMA, StorageSchema, TxnSlot};
+use crate::provider::{KEYS_SCHEMA, ReaderSlot, StorageSchema, TxnSlot};
 use crate::settings::{self, SharedSettings};
 use crate::{ddl, dml, insert, timeseries};
 
@@ -46,6 +46,8 @@ pub struct SqlEngine {
 pub struct SqlSession {
     ctx: SessionContext,
     txn: Arc<TxnSlot>,
+    /// The transaction as the running statement reads it.
+    reader: Arc<ReaderSlot>,
     status: TransactionStatus,
     /// The isolation new transactions get.
     isolation: Isolation,
@@ -241,7 +243,11 @@ impl SqlEngine {
                         Ok(())
                     })?;
                 }
+                // The statement reads the transaction as it stands now.
+                let reader = session.txn.with(|txn| Ok(txn.reader()))?;
+                session.reader.set(Some(reader));
                 let result = self.run_in_transaction(session, statement).await;
+                session.reader.set(None);
                 let txn = if autocommit {
                     session.txn.lock().take()
                 } else {
@@ -317,9 +323,10 @@ impl QueryHandler for SqlEngine {
         let mut ctx = SessionContext::new_with_config(config);
         let catalog = MemoryCatalogProvider::new();
         // Registering into a fresh in-memory catalog cannot fail.
+        let reader = Arc::new(ReaderSlot::default());
         for (name, with_keys) in [("public", false), (KEYS_SCHEMA, true)] {
             let schema = StorageSchema {
-                txn: txn.clone(),
+                reader: reader.clone(),
                 with_keys,
             };
             let _ = catalog.register_schema(name, Arc::new(schema));
@@ -342,6 +349,7 @@ impl QueryHandler for SqlEngine {
         SqlSession {
             ctx,
             txn,
+            reader,
             status: TransactionStatus::Idle,
             isolation: Isolation::ReadCommitted,
             block_used: false,

@@ -1,6 +1,8 @@
 //! Storage tables as DataFusion sees them: a schema provider listing the
-//! session's tables and a table provider whose scans read through the
-//! session's current transaction (its snapshot and its own writes).
+//! session's tables and a table provider whose scans read the session's
+//! transaction as the running statement saw it (its snapshot and writes),
+//! whenever DataFusion runs them. The transaction itself lives in a slot
+//! the engine writes through.
 
 use std::fmt;
 use std::ops::Bound;
@@ -24,7 +26,7 @@ use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
     PlanProperties, ReplaceChildrenOptions,
 };
-use omendb_storage::{KEY_COLUMN, KeyRange, ScanRequest, TableDef, Transaction};
+use omendb_storage::{KEY_COLUMN, KeyRange, ScanRequest, TableDef, Transaction, TxnReader};
 
 use crate::error::{SqlError, external};
 use crate::pushdown;
@@ -54,13 +56,30 @@ impl TxnSlot {
     }
 }
 
+/// The view of the transaction the running statement reads: set when the
+/// statement starts, so its scans see the transaction as it stood then,
+/// whenever DataFusion runs them.
+#[derive(Debug, Default)]
+pub(crate) struct ReaderSlot(Mutex<Option<TxnReader>>);
+
+impl ReaderSlot {
+    pub(crate) fn set(&self, reader: Option<TxnReader>) {
+        // Only assigns; a poisoned slot still holds a valid value.
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = reader;
+    }
+
+    fn get(&self) -> Option<TxnReader> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// The `public` schema: every table of the storage catalog, as the
-/// session's transaction sees it. With `with_keys` (the internal schema
+/// running statement sees it. With `with_keys` (the internal schema
 /// UPDATE and DELETE read from) each table has one more column, `_key`:
 /// the encoded primary key (or hidden row id) a write addresses.
 #[derive(Debug)]
 pub(crate) struct StorageSchema {
-    pub(crate) txn: Arc<TxnSlot>,
+    pub(crate) reader: Arc<ReaderSlot>,
     pub(crate) with_keys: bool,
 }
 
@@ -68,25 +87,24 @@ pub(crate) struct StorageSchema {
 pub(crate) const KEYS_SCHEMA: &str = "_omendb_keys";
 
 impl StorageSchema {
-    fn def(&self, name: &str) -> Option<Arc<TableDef>> {
-        let mut slot = self.txn.lock();
-        let txn = slot.as_mut()?;
-        txn.catalog().table(name).ok().cloned()
+    fn def(&self, name: &str) -> Option<(TxnReader, Arc<TableDef>)> {
+        let reader = self.reader.get()?;
+        let def = reader.table(name).ok()?;
+        Some((reader, def))
     }
 }
 
 #[async_trait]
 impl SchemaProvider for StorageSchema {
     fn table_names(&self) -> Vec<String> {
-        let mut slot = self.txn.lock();
-        match slot.as_mut() {
-            Some(txn) => txn.catalog().tables().map(|t| t.name.clone()).collect(),
+        match self.reader.get() {
+            Some(reader) => reader.catalog().tables().map(|t| t.name.clone()).collect(),
             None => Vec::new(),
         }
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        Ok(self.def(name).map(|def| {
+        Ok(self.def(name).map(|(reader, def)| {
             let mut schema = table_schema(&def);
             if self.with_keys {
                 let mut fields: Vec<Field> =
@@ -97,7 +115,7 @@ impl SchemaProvider for StorageSchema {
             Arc::new(StorageTable {
                 schema,
                 def,
-                txn: self.txn.clone(),
+                reader,
             }) as Arc<dyn TableProvider>
         }))
     }
@@ -122,7 +140,7 @@ pub(crate) fn table_schema(def: &TableDef) -> SchemaRef {
 pub(crate) struct StorageTable {
     def: Arc<TableDef>,
     schema: SchemaRef,
-    txn: Arc<TxnSlot>,
+    reader: TxnReader,
 }
 
 #[async_trait]
@@ -200,7 +218,7 @@ impl TableProvider for StorageTable {
             request,
             order,
             limit,
-            self.txn.clone(),
+            self.reader.clone(),
         )))
     }
 }
@@ -217,7 +235,9 @@ pub(crate) struct StorageScanExec {
     limit: Option<usize>,
     /// Rows and time, for EXPLAIN ANALYZE.
     metrics: ExecutionPlanMetricsSet,
-    txn: Arc<TxnSlot>,
+    /// The transaction as the statement saw it: the scan may run late, or
+    /// more than once (a recursive CTE), and always reads the same.
+    reader: TxnReader,
     properties: Arc<PlanProperties>,
 }
 
@@ -228,7 +248,7 @@ impl StorageScanExec {
         request: ScanRequest,
         order: Option<Vec<usize>>,
         limit: Option<usize>,
-        txn: Arc<TxnSlot>,
+        reader: TxnReader,
     ) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema),
@@ -242,7 +262,7 @@ impl StorageScanExec {
             order,
             limit,
             metrics: ExecutionPlanMetricsSet::new(),
-            txn,
+            reader,
             properties: Arc::new(properties),
         }
     }
@@ -387,14 +407,10 @@ impl ExecutionPlan for StorageScanExec {
                 "storage scan has one partition, asked for {partition}"
             )));
         }
-        let scan = {
-            let mut slot = self.txn.lock();
-            let txn = slot
-                .as_mut()
-                .ok_or_else(|| DataFusionError::Internal("scan outside a transaction".into()))?;
-            txn.scan_batches(&self.table, &self.request)
-                .map_err(external)?
-        };
+        let scan = self
+            .reader
+            .scan_batches(&self.table, &self.request)
+            .map_err(external)?;
         let schema = self.properties.eq_properties.schema().clone();
         let order = self.order.clone();
         let out = schema.clone();

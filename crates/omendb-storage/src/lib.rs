@@ -41,7 +41,7 @@ pub use error::{ErrorKind, Result, StorageError};
 pub use io::fault::{CrashMode, Fault, FaultFs, Op as FaultOp};
 pub use io::{FileSystem, OsFs, ReadFile, WriteFile};
 pub use scan::{BatchScan, CmpOp, KEY_COLUMN, KeyRange, Predicate, RowScan, ScanRequest};
-pub use txn::{Isolation, Row, Transaction};
+pub use txn::{Isolation, Row, Transaction, TxnReader};
 pub use types::{
     ColumnBuilder, DataType, Interval, KeyCodec, MAX_NUMERIC_PRECISION, Value, compare,
     ordered_u64, value_at,

@@ -84,6 +84,45 @@ enum Undo {
     },
 }
 
+/// A frozen read-only view of a transaction; see [`Transaction::reader`].
+#[derive(Clone, Debug)]
+pub struct TxnReader {
+    catalog: Arc<Catalog>,
+    snapshot: Snapshot,
+    writes: Arc<BTreeMap<(TableId, Bytes), PendingWrite>>,
+    drops: Vec<SegmentDrop>,
+}
+
+impl TxnReader {
+    /// The table named `name`, as the transaction saw it.
+    pub fn table(&self, name: &str) -> Result<Arc<TableDef>> {
+        self.catalog.table(name).cloned()
+    }
+
+    /// The catalog the transaction saw.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// Rows of `table` as the request asks, as the transaction saw them.
+    pub fn scan_batches(&self, table: &str, request: &ScanRequest) -> Result<BatchScan> {
+        let def = self.table(table)?;
+        let own_drops: Vec<SegmentDrop> = self
+            .drops
+            .iter()
+            .filter(|d| d.table == def.id)
+            .cloned()
+            .collect();
+        BatchScan::new(
+            def,
+            &self.writes,
+            self.snapshot.clone(),
+            request,
+            &own_drops,
+        )
+    }
+}
+
 /// A transaction. Dropping it without commit rolls it back.
 #[derive(Debug)]
 pub struct Transaction {
@@ -288,6 +327,22 @@ impl Transaction {
         let snapshot = self.snapshot().clone();
         let own_drops = self.own_drops(def.id);
         BatchScan::new(def, &self.writes, snapshot, request, &own_drops)
+    }
+
+    /// A read-only view of the transaction as it stands: its snapshot (this
+    /// statement's, under READ COMMITTED), its catalog and a copy of its
+    /// writes. It scans as the transaction would now, however long it
+    /// lives, and never sees the transaction's later writes: what a
+    /// statement's scans need, since a statement does not see its own
+    /// changes and a query engine may run a scan late or more than once.
+    pub fn reader(&mut self) -> TxnReader {
+        let snapshot = self.snapshot().clone();
+        TxnReader {
+            catalog: self.catalog(),
+            snapshot,
+            writes: Arc::new(self.writes.clone()),
+            drops: self.drops.clone(),
+        }
     }
 
     /// The segments of `table` this transaction drops whole.

@@ -436,3 +436,27 @@ fn a_scan_of_no_columns_still_counts_rows_in_memtables_segments_and_own_writes()
         .sum();
     assert_eq!(rows, 15);
 }
+
+#[test]
+fn a_reader_sees_the_transaction_as_it_was_and_outlives_it() {
+    let (_fs, db) = setup();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.insert("kv", row(1, "one")).unwrap();
+    let reader = txn.reader();
+    txn.insert("kv", row(2, "two")).unwrap();
+    txn.commit().unwrap();
+    let keys = |reader: &TxnReader| -> usize {
+        reader
+            .scan_batches("kv", &ScanRequest::default())
+            .unwrap()
+            .map(|b| b.unwrap().num_rows())
+            .sum()
+    };
+    assert_eq!(
+        keys(&reader),
+        1,
+        "the later write and the commit are not seen"
+    );
+    let mut later = db.begin(Isolation::ReadCommitted);
+    assert_eq!(keys(&later.reader()), 2);
+}
