@@ -203,11 +203,7 @@ pub(crate) async fn returning(
             format!("SELECT {list} FROM {relation} AS {alias}")
         })
         .await?;
-    Ok(StatementResult::Rows {
-        schema,
-        batches,
-        tag: Some(tag),
-    })
+    Ok(StatementResult::rows(schema, batches, Some(tag)))
 }
 
 /// `rows` of `def` as one batch of the table's columns, plus `_key` when

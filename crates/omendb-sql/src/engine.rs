@@ -14,7 +14,8 @@ use datafusion::common::{ScalarValue, TableReference};
 use datafusion::datasource::MemTable;
 use datafusion::execution::FunctionRegistry;
 use datafusion::execution::context::{SessionConfig, SessionContext};
-use datafusion::physical_plan::collect;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
     ContextModifier, Expr as SqlExpr, Ident, ObjectName, ObjectType, Query, Reset, Set, Statement,
@@ -22,7 +23,9 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
+use futures::TryStreamExt;
 use omendb_storage::{Database, Isolation, Value, value_at};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arith::IntegerArithmetic;
 use crate::error::{ErrorClass, Result, SqlError};
@@ -56,6 +59,8 @@ pub struct SqlSession {
     settings: Arc<SharedSettings>,
     /// The parameters of the statements running now.
     params: Vec<ScalarValue>,
+    /// Set when a returned row stream failed: the block fails with it.
+    stream_failed: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for SqlSession {
@@ -296,10 +301,15 @@ impl SqlEngine {
             Statement::Update(update) => dml::update(session, update).await,
             Statement::Delete(delete) => dml::delete(session, delete).await,
             statement @ (Statement::Query(_) | Statement::Explain { .. }) => {
-                let (schema, batches) = statement_rows(session, statement).await?;
+                let physical = physical_plan(session, statement).await?;
+                let schema = physical.schema();
+                let stream = execute_stream(physical, session.ctx.task_ctx())?;
+                // A failure while the client reads fails the block.
+                let failed = session.stream_failed.clone();
+                let stream = stream.inspect_err(move |_| failed.store(true, Ordering::Relaxed));
                 Ok(StatementResult::Rows {
-                    schema,
-                    batches,
+                    schema: schema.clone(),
+                    stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
                     tag: None,
                 })
             }
@@ -355,6 +365,7 @@ impl QueryHandler for SqlEngine {
             block_used: false,
             settings,
             params: Vec::new(),
+            stream_failed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -365,6 +376,13 @@ impl QueryHandler for SqlEngine {
         params: &[ScalarValue],
     ) -> Vec<Result<StatementResult>> {
         session.params = params.to_vec();
+        // A row stream of an earlier call failed while read: that error
+        // aborted the block, as it would have mid-statement.
+        if session.stream_failed.swap(false, Ordering::Relaxed)
+            && session.status == TransactionStatus::InBlock
+        {
+            session.status = TransactionStatus::Failed;
+        }
         let statements = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
             Ok(statements) => statements,
             Err(e) => {
@@ -461,11 +479,7 @@ fn show(session: &SqlSession, variable: &[Ident]) -> Result<StatementResult> {
             let batch =
                 RecordBatch::try_new(schema.clone(), vec![Arc::new(names), Arc::new(values)])
                     .map_err(|e| SqlError::internal(e.to_string()))?;
-            return Ok(StatementResult::Rows {
-                schema,
-                batches: vec![batch],
-                tag: None,
-            });
+            return Ok(StatementResult::rows(schema, vec![batch], None));
         }
         "transaction isolation level" | "transaction_isolation" => {
             let isolation = match session.txn.lock().as_ref() {
@@ -490,11 +504,7 @@ fn show(session: &SqlSession, variable: &[Ident]) -> Result<StatementResult> {
         vec![Arc::new(StringArray::from(vec![value]))],
     )
     .map_err(|e| SqlError::internal(e.to_string()))?;
-    Ok(StatementResult::Rows {
-        schema,
-        batches: vec![batch],
-        tag: None,
-    })
+    Ok(StatementResult::rows(schema, vec![batch], None))
 }
 
 /// Refuses `what` outside a transaction block, as PostgreSQL does.
@@ -586,12 +596,12 @@ async fn query_with_schema(
     statement_rows(session, Statement::Query(Box::new(q))).await
 }
 
-/// Plans and runs a statement DataFusion answers with rows (a query, an
-/// EXPLAIN).
-async fn statement_rows(
+/// The physical plan of a statement DataFusion answers with rows, its
+/// parameters filled in.
+async fn physical_plan(
     session: &SqlSession,
     statement: Statement,
-) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+) -> Result<Arc<dyn ExecutionPlan>> {
     let state = session.ctx.state();
     let mut plan = state
         .statement_to_plan(DfStatement::Statement(Box::new(statement)))
@@ -599,7 +609,16 @@ async fn statement_rows(
     if !session.params.is_empty() {
         plan = plan.with_param_values(session.params.clone())?;
     }
-    let physical = state.create_physical_plan(&plan).await?;
+    Ok(state.create_physical_plan(&plan).await?)
+}
+
+/// Plans and runs a statement DataFusion answers with rows (a query, an
+/// EXPLAIN), collecting them.
+async fn statement_rows(
+    session: &SqlSession,
+    statement: Statement,
+) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
+    let physical = physical_plan(session, statement).await?;
     let schema = physical.schema();
     let batches = collect(physical, session.ctx.task_ctx()).await?;
     Ok((schema, batches))

@@ -5,23 +5,55 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 use crate::error::Result;
 
 /// What one statement produced.
-#[derive(Debug)]
 pub enum StatementResult {
-    /// Rows: their schema (column names and types) and the batches, and
-    /// the command tag when the rows come from a command (`INSERT 0 2` for
-    /// `INSERT ... RETURNING`); `None` for a query (`SELECT n`).
+    /// Rows: their schema (column names and types), a stream of batches
+    /// read as the consumer pulls them (a query holds at most a few
+    /// batches in memory; its snapshot stays valid until the stream is
+    /// dropped), and the command tag when the rows come from a command
+    /// (`INSERT 0 2` for `INSERT ... RETURNING`); `None` for a query
+    /// (`SELECT n`). An error in the stream fails the session's
+    /// transaction block, as any error does.
     Rows {
         schema: SchemaRef,
-        batches: Vec<RecordBatch>,
+        stream: SendableRecordBatchStream,
         tag: Option<String>,
     },
     /// A command without rows and its PostgreSQL command tag, such as
     /// `CREATE TABLE` or `INSERT 0 3`.
     Command { tag: String },
+}
+
+impl std::fmt::Debug for StatementResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StatementResult::Rows { schema, tag, .. } => f
+                .debug_struct("Rows")
+                .field("schema", schema)
+                .field("tag", tag)
+                .finish_non_exhaustive(),
+            StatementResult::Command { tag } => {
+                f.debug_struct("Command").field("tag", tag).finish()
+            }
+        }
+    }
+}
+
+impl StatementResult {
+    /// Rows already in memory, as a stream.
+    pub(crate) fn rows(schema: SchemaRef, batches: Vec<RecordBatch>, tag: Option<String>) -> Self {
+        let stream = futures::stream::iter(batches.into_iter().map(Ok));
+        StatementResult::Rows {
+            schema: schema.clone(),
+            stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+            tag,
+        }
+    }
 }
 
 /// Where a session stands, as PostgreSQL's ReadyForQuery reports it.

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
+use futures::TryStreamExt;
 use omendb_sql::{QueryHandler, SqlEngine, SqlError, SqlSession, StatementResult, pg_text};
 use omendb_storage::{Database, Options};
 use sqllogictest::{DBOutput, DefaultColumnType};
@@ -42,9 +43,11 @@ impl sqllogictest::AsyncDB for Session {
                     let count = tag.rsplit(' ').next().and_then(|n| n.parse().ok());
                     DBOutput::StatementComplete(count.unwrap_or(0))
                 }
-                StatementResult::Rows {
-                    schema, batches, ..
-                } => {
+                StatementResult::Rows { schema, stream, .. } => {
+                    let batches: Vec<_> = stream
+                        .try_collect()
+                        .await
+                        .map_err(|e| SltError(SqlError::from(e)))?;
                     let mut rows = Vec::new();
                     for batch in &batches {
                         for row in 0..batch.num_rows() {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, dead_code)] // Tests fail loudly; not every test uses every helper.
 
 use datafusion::common::ScalarValue;
+use futures::TryStreamExt;
 use omendb_sql::{QueryHandler, SqlEngine, SqlSession, StatementResult, pg_text};
 use omendb_storage::{Database, Options};
 
@@ -40,7 +41,8 @@ impl Fixture {
         let mut rows = Vec::new();
         for result in self.engine.execute(&mut self.session, sql, params).await {
             rows.clear();
-            if let StatementResult::Rows { batches, .. } = result.unwrap() {
+            if let StatementResult::Rows { stream, .. } = result.unwrap() {
+                let batches: Vec<_> = stream.try_collect().await.unwrap();
                 for batch in batches {
                     for row in 0..batch.num_rows() {
                         rows.push(
