@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema};
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider};
 use datafusion::common::{ScalarValue, TableReference};
 use datafusion::datasource::MemTable;
@@ -32,7 +32,7 @@ use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::{QueryHandler, StatementResult, TransactionStatus};
 use crate::provider::{KEYS_SCHEMA, ReaderSlot, StorageSchema, TxnSlot};
 use crate::settings::{self, SharedSettings};
-use crate::{ddl, dml, insert, timeseries};
+use crate::{ddl, dml, insert, names, timeseries};
 
 /// The DataFusion catalog of a session's tables.
 const CATALOG: &str = "omendb";
@@ -301,9 +301,24 @@ impl SqlEngine {
             Statement::Update(update) => dml::update(session, update).await,
             Statement::Delete(delete) => dml::delete(session, delete).await,
             statement @ (Statement::Query(_) | Statement::Explain { .. }) => {
+                let names = match &statement {
+                    Statement::Query(q) => names::output_names(q),
+                    _ => None,
+                };
                 let physical = physical_plan(session, statement).await?;
-                let schema = physical.schema();
+                let schema = renamed(&physical.schema(), names);
                 let stream = execute_stream(physical, session.ctx.task_ctx())?;
+                let out = schema.clone();
+                let stream = stream.and_then(move |batch| {
+                    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+                    let renamed = RecordBatch::try_new_with_options(
+                        out.clone(),
+                        batch.columns().to_vec(),
+                        &options,
+                    )
+                    .map_err(datafusion::error::DataFusionError::from);
+                    futures::future::ready(renamed)
+                });
                 // A failure while the client reads fails the block.
                 let failed = session.stream_failed.clone();
                 let stream = stream.inspect_err(move |_| failed.store(true, Ordering::Relaxed));
@@ -594,6 +609,26 @@ async fn query_with_schema(
     q: Query,
 ) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
     statement_rows(session, Statement::Query(Box::new(q))).await
+}
+
+/// `schema` with its fields named `names` (PostgreSQL's names), when
+/// there is one name per field.
+fn renamed(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    names: Option<Vec<String>>,
+) -> datafusion::arrow::datatypes::SchemaRef {
+    match names {
+        Some(names) if names.len() == schema.fields().len() => {
+            let fields: Vec<Field> = schema
+                .fields()
+                .iter()
+                .zip(names)
+                .map(|(f, name)| f.as_ref().clone().with_name(name))
+                .collect();
+            Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+        }
+        _ => schema.clone(),
+    }
 }
 
 /// The physical plan of a statement DataFusion answers with rows, its

@@ -22,6 +22,7 @@ mod engine;
 mod error;
 mod handler;
 mod insert;
+mod names;
 mod provider;
 mod pushdown;
 mod settings;

@@ -63,4 +63,11 @@ async fn parameters_fill_queries_and_writes_and_reach_the_learned_index() {
         )
         .await;
     assert_eq!(sum, vec![vec!["42".to_string()]]);
+    // Result columns carry PostgreSQL's names (checked against PostgreSQL 15).
+    assert_eq!(
+        f.names("SELECT k, count(*), v AS value, k + 1, upper(v) FROM kv GROUP BY k, v")
+            .await,
+        vec!["k", "count", "value", "?column?", "upper"]
+    );
+    assert_eq!(f.names("SELECT * FROM kv").await, vec!["k", "v"]);
 }

@@ -59,6 +59,17 @@ impl Fixture {
         rows
     }
 
+    /// The column names of the result of `sql`.
+    pub(crate) async fn names(&mut self, sql: &str) -> Vec<String> {
+        let mut results = self.engine.execute(&mut self.session, sql, &[]).await;
+        match results.pop().unwrap().unwrap() {
+            StatementResult::Rows { schema, .. } => {
+                schema.fields().iter().map(|f| f.name().clone()).collect()
+            }
+            other => panic!("{sql} gave no rows: {other:?}"),
+        }
+    }
+
     /// The EXPLAIN output of `sql`, one line per plan.
     pub(crate) async fn plan(&mut self, sql: &str) -> String {
         let rows = self.rows(&format!("EXPLAIN {sql}")).await;
