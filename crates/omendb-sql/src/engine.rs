@@ -18,8 +18,9 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    ContextModifier, Expr as SqlExpr, Ident, ObjectName, ObjectType, Query, Reset, Set, Statement,
-    TransactionIsolationLevel, TransactionMode, UnaryOperator, Value as SqlValue,
+    ContextModifier, Expr as SqlExpr, Ident, ObjectName, ObjectType, Query, Reset, Set, SetExpr,
+    Statement, TableObject, TransactionIsolationLevel, TransactionMode, UnaryOperator,
+    Value as SqlValue,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -29,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arith::IntegerArithmetic;
 use crate::error::{ErrorClass, Result, SqlError};
-use crate::handler::{QueryHandler, StatementResult, TransactionStatus};
+use crate::handler::{Description, QueryHandler, StatementResult, TransactionStatus};
 use crate::provider::{KEYS_SCHEMA, ReaderSlot, StorageSchema, TxnSlot};
 use crate::settings::{self, SharedSettings};
 use crate::{ddl, dml, insert, names, timeseries};
@@ -423,8 +424,138 @@ impl QueryHandler for SqlEngine {
         results
     }
 
+    async fn describe(&self, session: &mut SqlSession, sql: &str) -> Result<Description> {
+        let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))?;
+        let statement = match (statements.pop(), statements.is_empty()) {
+            (Some(statement), true) => statement,
+            (None, _) => {
+                return Ok(Description {
+                    params: Vec::new(),
+                    columns: None,
+                });
+            }
+            _ => {
+                return Err(SqlError::new(
+                    ErrorClass::SyntaxError,
+                    "cannot insert multiple commands into a prepared statement",
+                ));
+            }
+        };
+        // Plan against the transaction as it stands (or a fresh snapshot).
+        let reader = match session.txn.lock().as_mut() {
+            Some(txn) => txn.reader(),
+            None => self.db.begin(session.isolation).reader(),
+        };
+        session.reader.set(Some(reader));
+        let described = describe_statement(session, statement).await;
+        session.reader.set(None);
+        described
+    }
+
     fn transaction_status(&self, session: &SqlSession) -> TransactionStatus {
         session.status
+    }
+}
+
+/// Parameter types and result columns of one statement.
+async fn describe_statement(session: &SqlSession, statement: Statement) -> Result<Description> {
+    match statement {
+        Statement::Query(q) => {
+            let names = names::output_names(&q);
+            let plan = session
+                .ctx
+                .state()
+                .statement_to_plan(DfStatement::Statement(Box::new(Statement::Query(q))))
+                .await?;
+            let mut params = Vec::new();
+            for (name, ty) in plan.get_parameter_types()? {
+                let index = name
+                    .trim_start_matches('$')
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&i| i > 0)
+                    .ok_or_else(|| {
+                        SqlError::new(ErrorClass::SyntaxError, format!("bad parameter {name}"))
+                    })?;
+                if params.len() < index {
+                    params.resize(index, None);
+                }
+                params[index - 1] = ty;
+            }
+            let schema = Arc::new(plan.schema().as_arrow().clone());
+            Ok(Description {
+                params,
+                columns: Some(renamed(&schema, names)),
+            })
+        }
+        // `INSERT ... VALUES ($1, ...)`: a parameter standing alone in a
+        // VALUES row takes its column's type.
+        Statement::Insert(insert) => {
+            let mut params = Vec::new();
+            let (TableObject::TableName(name), Some(source)) = (&insert.table, &insert.source)
+            else {
+                return Ok(Description {
+                    params,
+                    columns: None,
+                });
+            };
+            let name = table_name(name)?;
+            let table = session
+                .reader
+                .get()
+                .ok_or_else(|| SqlError::internal("describe without a reader"))?
+                .table(&name)?;
+            let targets: Vec<usize> = if insert.columns.is_empty() {
+                (0..table.columns.len()).collect()
+            } else {
+                insert
+                    .columns
+                    .iter()
+                    .map(|c| {
+                        let c = column_name(c)?;
+                        table
+                            .columns
+                            .iter()
+                            .position(|col| col.name == c)
+                            .ok_or_else(|| {
+                                SqlError::new(
+                                    ErrorClass::UndefinedColumn,
+                                    format!("column \"{c}\" of relation \"{name}\" does not exist"),
+                                )
+                            })
+                    })
+                    .collect::<Result<_>>()?
+            };
+            if let SetExpr::Values(values) = source.body.as_ref() {
+                for row in &values.rows {
+                    for (expr, &position) in row.iter().zip(&targets) {
+                        if let SqlExpr::Value(v) = expr
+                            && let SqlValue::Placeholder(p) = &v.value
+                            && let Some(index) = p
+                                .trim_start_matches('$')
+                                .parse::<usize>()
+                                .ok()
+                                .filter(|&i| i > 0)
+                        {
+                            if params.len() < index {
+                                params.resize(index, None);
+                            }
+                            params[index - 1] =
+                                Some(table.columns[position].data_type.arrow_type());
+                        }
+                    }
+                }
+            }
+            Ok(Description {
+                params,
+                columns: None,
+            })
+        }
+        _ => Ok(Description {
+            params: Vec::new(),
+            columns: None,
+        }),
     }
 }
 

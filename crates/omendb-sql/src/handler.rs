@@ -2,7 +2,7 @@
 //! result per statement out.
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
@@ -86,5 +86,20 @@ pub trait QueryHandler: Send + Sync {
         params: &[ScalarValue],
     ) -> Vec<Result<StatementResult>>;
 
+    /// What a statement needs and gives, without running it (the extended
+    /// protocol's Parse/Describe): the type of each `$n` where the
+    /// statement decides it, and its result columns if it returns rows.
+    async fn describe(&self, session: &mut Self::Session, sql: &str) -> Result<Description>;
+
     fn transaction_status(&self, session: &Self::Session) -> TransactionStatus;
+}
+
+/// A statement described; see [`QueryHandler::describe`].
+#[derive(Debug, Clone)]
+pub struct Description {
+    /// The type of `$1`, `$2`, ...; `None` where the statement leaves it
+    /// open (the client's type, or text, then decides).
+    pub params: Vec<Option<DataType>>,
+    /// The result columns of a statement that returns rows.
+    pub columns: Option<SchemaRef>,
 }

@@ -68,7 +68,7 @@ impl ReaderSlot {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = reader;
     }
 
-    fn get(&self) -> Option<TxnReader> {
+    pub(crate) fn get(&self) -> Option<TxnReader> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }

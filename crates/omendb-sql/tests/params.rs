@@ -6,7 +6,9 @@
 mod common;
 
 use common::Fixture;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
+use omendb_sql::QueryHandler;
 
 #[tokio::test]
 async fn parameters_fill_queries_and_writes_and_reach_the_learned_index() {
@@ -70,4 +72,49 @@ async fn parameters_fill_queries_and_writes_and_reach_the_learned_index() {
         vec!["k", "count", "value", "?column?", "upper"]
     );
     assert_eq!(f.names("SELECT * FROM kv").await, vec!["k", "v"]);
+}
+
+#[tokio::test]
+async fn describe_gives_parameter_types_and_result_columns_without_running() {
+    let mut f = Fixture::new("describe");
+    f.rows("CREATE TABLE kv (k int PRIMARY KEY, v text, n bigint)")
+        .await;
+    let described = f
+        .engine
+        .describe(
+            &mut f.session,
+            "SELECT v, count(*) FROM kv WHERE k = $1 AND n > $2 GROUP BY v",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        described.params,
+        vec![Some(DataType::Int32), Some(DataType::Int64)]
+    );
+    let columns = described.columns.unwrap();
+    let names: Vec<&str> = columns.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, vec!["v", "count"]);
+
+    let described = f
+        .engine
+        .describe(&mut f.session, "INSERT INTO kv (v, k) VALUES ($2, $1)")
+        .await
+        .unwrap();
+    assert_eq!(
+        described.params,
+        vec![Some(DataType::Int32), Some(DataType::Utf8)]
+    );
+    assert!(described.columns.is_none());
+
+    let error = f
+        .engine
+        .describe(&mut f.session, "SELECT 1; SELECT 2")
+        .await
+        .unwrap_err();
+    assert_eq!(error.sqlstate(), "42601");
+    // Nothing ran: the table is still empty.
+    assert_eq!(
+        f.rows("SELECT count(*) FROM kv").await,
+        vec![vec!["0".to_string()]]
+    );
 }
