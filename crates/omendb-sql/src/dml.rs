@@ -12,7 +12,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray};
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast::{
-    Assignment, AssignmentTarget, Delete, FromTable, SelectItem, TableFactor, TableWithJoins,
+    Assignment, AssignmentTarget, Delete, Expr, FromTable, SelectItem, TableFactor, TableWithJoins,
     Update, UpdateTableFromKind,
 };
 use omendb_storage::{ColumnBuilder, KEY_COLUMN, TableDef, Value, value_at};
@@ -30,7 +30,7 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    fn of(session: &SqlSession, table: &TableWithJoins) -> Result<Target> {
+    pub(crate) fn of(session: &SqlSession, table: &TableWithJoins) -> Result<Target> {
         let TableFactor::Table { name, alias, .. } = &table.relation else {
             return Err(SqlError::unsupported("DML on something other than a table"));
         };
@@ -49,13 +49,18 @@ impl Target {
         Ok(Target { def, alias })
     }
 
-    /// `_omendb_keys."t" AS alias`, the table with its keys.
-    pub(crate) fn keyed_relation(&self) -> String {
+    /// `SELECT alias._key, <list> FROM _omendb_keys."t" AS alias<from>
+    /// [WHERE <selection>]`: the target rows with their keys (the `_key`
+    /// twin of the table), joined to `from` (`, t2` or `JOIN ...`).
+    pub(crate) fn keyed_query(&self, list: &str, from: &str, selection: &Option<Expr>) -> String {
+        let where_clause = match selection {
+            Some(expr) => format!(" WHERE {expr}"),
+            None => String::new(),
+        };
         format!(
-            "{}.{} AS {}",
-            KEYS_SCHEMA,
-            quoted(&self.def.name),
-            self.alias
+            "SELECT {alias}.\"_key\"{list} FROM {KEYS_SCHEMA}.{table} AS {alias}{from}{where_clause}",
+            alias = self.alias,
+            table = quoted(&self.def.name),
         )
     }
 }
@@ -73,12 +78,7 @@ pub(crate) async fn update(session: &SqlSession, update: Update) -> Result<State
             tables.iter().map(|t| format!(", {t}")).collect()
         }
     };
-    let sql = format!(
-        "SELECT {}.\"_key\", {values} FROM {}{from}{}",
-        target.alias,
-        target.keyed_relation(),
-        where_clause(&update.selection),
-    );
+    let sql = target.keyed_query(&format!(", {values}"), &from, &update.selection);
     let (_, batches) = query_text(session, &sql).await?;
     let updated = apply_updates(session, &target.def, &batches, &mut HashSet::new())?;
     let tag = format!("UPDATE {}", updated.len());
@@ -150,11 +150,7 @@ pub(crate) fn apply_updates(
             if !seen.insert(key.to_vec()) {
                 continue;
             }
-            let values = columns
-                .iter()
-                .zip(&def.columns)
-                .map(|(array, c)| value_at(array.as_ref(), row, &c.data_type))
-                .collect::<omendb_storage::Result<Vec<Value>>>()?;
+            let values = row_values(def, &columns, row)?;
             session.txn().with(|txn| {
                 let new_key = if def.has_row_id() {
                     None
@@ -257,12 +253,7 @@ pub(crate) async fn delete(session: &SqlSession, delete: Delete) -> Result<State
         .iter()
         .map(|c| format!(", {}.{}", target.alias, quoted(&c.name)))
         .collect();
-    let sql = format!(
-        "SELECT {}.\"_key\"{columns} FROM {}{using}{}",
-        target.alias,
-        target.keyed_relation(),
-        where_clause(&delete.selection),
-    );
+    let sql = target.keyed_query(&columns, &using, &delete.selection);
     let (_, batches) = query_text(session, &sql).await?;
     let mut deleted = Vec::new();
     for batch in &batches {
@@ -275,12 +266,7 @@ pub(crate) async fn delete(session: &SqlSession, delete: Delete) -> Result<State
                 .txn()
                 .with(|txn| Ok(txn.delete(&target.def.name, key)?))?
             {
-                let values = columns
-                    .iter()
-                    .zip(&target.def.columns)
-                    .map(|(array, c)| value_at(array.as_ref(), row, &c.data_type))
-                    .collect::<omendb_storage::Result<Vec<Value>>>()?;
-                deleted.push(values);
+                deleted.push(row_values(&target.def, &columns, row)?);
             }
         }
     }
@@ -291,11 +277,14 @@ pub(crate) async fn delete(session: &SqlSession, delete: Delete) -> Result<State
     }
 }
 
-pub(crate) fn where_clause(selection: &Option<datafusion::sql::sqlparser::ast::Expr>) -> String {
-    match selection {
-        Some(expr) => format!(" WHERE {expr}"),
-        None => String::new(),
-    }
+/// Row `row` of `columns` (every column of `def`, as [`table_columns`]
+/// gives them) as values.
+fn row_values(def: &TableDef, columns: &[Arc<dyn Array>], row: usize) -> Result<Vec<Value>> {
+    Ok(columns
+        .iter()
+        .zip(&def.columns)
+        .map(|(array, c)| value_at(array.as_ref(), row, &c.data_type))
+        .collect::<omendb_storage::Result<Vec<Value>>>()?)
 }
 
 /// The columns of `batch` from `first` on, cast to `def`'s column types.

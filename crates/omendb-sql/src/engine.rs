@@ -458,6 +458,20 @@ impl QueryHandler for SqlEngine {
     }
 }
 
+/// Records `ty` as the type of the parameter named `name` (`$n`).
+fn set_param(params: &mut Vec<Option<ArrowType>>, name: &str, ty: Option<ArrowType>) -> Result<()> {
+    let index = name
+        .strip_prefix('$')
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&i| i > 0)
+        .ok_or_else(|| SqlError::new(ErrorClass::SyntaxError, format!("bad parameter {name}")))?;
+    if params.len() < index {
+        params.resize(index, None);
+    }
+    params[index - 1] = ty;
+    Ok(())
+}
+
 /// Parameter types and result columns of one statement.
 async fn describe_statement(session: &SqlSession, statement: Statement) -> Result<Description> {
     match statement {
@@ -470,18 +484,7 @@ async fn describe_statement(session: &SqlSession, statement: Statement) -> Resul
                 .await?;
             let mut params = Vec::new();
             for (name, ty) in plan.get_parameter_types()? {
-                let index = name
-                    .trim_start_matches('$')
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|&i| i > 0)
-                    .ok_or_else(|| {
-                        SqlError::new(ErrorClass::SyntaxError, format!("bad parameter {name}"))
-                    })?;
-                if params.len() < index {
-                    params.resize(index, None);
-                }
-                params[index - 1] = ty;
+                set_param(&mut params, &name, ty)?;
             }
             let schema = Arc::new(plan.schema().as_arrow().clone());
             Ok(Description {
@@ -506,43 +509,20 @@ async fn describe_statement(session: &SqlSession, statement: Statement) -> Resul
                 .get()
                 .ok_or_else(|| SqlError::internal("describe without a reader"))?
                 .table(&name)?;
-            let targets: Vec<usize> = if insert.columns.is_empty() {
-                (0..table.columns.len()).collect()
-            } else {
-                insert
-                    .columns
-                    .iter()
-                    .map(|c| {
-                        let c = column_name(c)?;
-                        table
-                            .columns
-                            .iter()
-                            .position(|col| col.name == c)
-                            .ok_or_else(|| {
-                                SqlError::new(
-                                    ErrorClass::UndefinedColumn,
-                                    format!("column \"{c}\" of relation \"{name}\" does not exist"),
-                                )
-                            })
-                    })
-                    .collect::<Result<_>>()?
-            };
+            let targets = insert
+                .columns
+                .iter()
+                .map(column_name)
+                .collect::<Result<Vec<_>>>()?;
+            let targets = insert::target_positions(&table, &targets)?;
             if let SetExpr::Values(values) = source.body.as_ref() {
                 for row in &values.rows {
                     for (expr, &position) in row.iter().zip(&targets) {
                         if let SqlExpr::Value(v) = expr
                             && let SqlValue::Placeholder(p) = &v.value
-                            && let Some(index) = p
-                                .trim_start_matches('$')
-                                .parse::<usize>()
-                                .ok()
-                                .filter(|&i| i > 0)
                         {
-                            if params.len() < index {
-                                params.resize(index, None);
-                            }
-                            params[index - 1] =
-                                Some(table.columns[position].data_type.arrow_type());
+                            let ty = table.columns[position].data_type.arrow_type();
+                            set_param(&mut params, p, Some(ty))?;
                         }
                     }
                 }
@@ -725,21 +705,16 @@ pub(crate) async fn query_text(
     let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
         .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))?;
     match (statements.pop(), statements.is_empty()) {
-        (Some(Statement::Query(q)), true) => query_with_schema(session, *q).await,
+        (Some(statement @ Statement::Query(_)), true) => statement_rows(session, statement).await,
         _ => Err(SqlError::internal(format!("not one query: {sql}"))),
     }
 }
 
 /// Plans and runs a query in the session's transaction.
 pub(crate) async fn query(session: &SqlSession, q: Query) -> Result<Vec<RecordBatch>> {
-    Ok(query_with_schema(session, q).await?.1)
-}
-
-async fn query_with_schema(
-    session: &SqlSession,
-    q: Query,
-) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
-    statement_rows(session, Statement::Query(Box::new(q))).await
+    Ok(statement_rows(session, Statement::Query(Box::new(q)))
+        .await?
+        .1)
 }
 
 /// `schema` with its fields named `names` (PostgreSQL's names), when

@@ -14,13 +14,12 @@ use datafusion::sql::sqlparser::ast::{
 };
 use omendb_storage::{TableDef, Value, value_at};
 
-use crate::dml::{apply_updates, assigned_values, quoted, returning, rows_batch, where_clause};
+use crate::dml::{Target, apply_updates, assigned_values, quoted, returning, rows_batch};
 use crate::engine::{
     SqlSession, cast_column, column_name, command, default_value, ident, query, table_name,
 };
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::StatementResult;
-use crate::provider::KEYS_SCHEMA;
 
 pub(crate) async fn insert(session: &SqlSession, insert: Insert) -> Result<StatementResult> {
     let TableObject::TableName(name) = &insert.table else {
@@ -63,6 +62,31 @@ pub(crate) async fn insert(session: &SqlSession, insert: Insert) -> Result<State
     }
 }
 
+/// The positions of the columns `targets` names (every column in table
+/// order when it names none).
+pub(crate) fn target_positions(def: &TableDef, targets: &[String]) -> Result<Vec<usize>> {
+    if targets.is_empty() {
+        return Ok((0..def.columns.len()).collect());
+    }
+    targets
+        .iter()
+        .map(|name| {
+            def.columns
+                .iter()
+                .position(|c| &c.name == name)
+                .ok_or_else(|| {
+                    SqlError::new(
+                        ErrorClass::UndefinedColumn,
+                        format!(
+                            "column \"{name}\" of relation \"{}\" does not exist",
+                            def.name
+                        ),
+                    )
+                })
+        })
+        .collect()
+}
+
 /// The rows to insert: the source columns into `targets` (every column in
 /// table order when empty), the other columns their defaults.
 async fn source_rows(
@@ -71,27 +95,7 @@ async fn source_rows(
     targets: &[String],
     batches: &[RecordBatch],
 ) -> Result<Vec<Vec<Value>>> {
-    let positions: Vec<usize> = if targets.is_empty() {
-        (0..def.columns.len()).collect()
-    } else {
-        targets
-            .iter()
-            .map(|name| {
-                def.columns
-                    .iter()
-                    .position(|c| &c.name == name)
-                    .ok_or_else(|| {
-                        SqlError::new(
-                            ErrorClass::UndefinedColumn,
-                            format!(
-                                "column \"{name}\" of relation \"{}\" does not exist",
-                                def.name
-                            ),
-                        )
-                    })
-            })
-            .collect::<Result<_>>()?
-    };
+    let positions = target_positions(def, targets)?;
     let mut defaults = Vec::with_capacity(def.columns.len());
     for (i, column) in def.columns.iter().enumerate() {
         defaults.push(match (&column.default, positions.contains(&i)) {
@@ -185,14 +189,15 @@ async fn on_conflict(
         let (keys, rows): (Vec<Vec<u8>>, Vec<Vec<Value>>) = conflicts.into_iter().unzip();
         let excluded = rows_batch(def, &rows, Some(&keys))?;
         let values = assigned_values(def, alias, &update.assignments)?;
-        let target = format!("{KEYS_SCHEMA}.{} AS {alias}", quoted(&def.name));
-        let selection = where_clause(&update.selection);
+        let target = Target {
+            def: def.clone(),
+            alias: alias.to_string(),
+        };
         let (_, batches) = session
             .with_rows_table("excluded", excluded, |relation| {
-                format!(
-                    "SELECT {alias}.\"_key\", {values} FROM {target} \
-                     JOIN {relation} AS excluded ON {alias}.\"_key\" = excluded.\"_key\"{selection}"
-                )
+                let join =
+                    format!(" JOIN {relation} AS excluded ON {alias}.\"_key\" = excluded.\"_key\"");
+                target.keyed_query(&format!(", {values}"), &join, &update.selection)
             })
             .await?;
         written.extend(apply_updates(session, def, &batches, &mut touched)?);

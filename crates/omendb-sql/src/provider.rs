@@ -330,17 +330,12 @@ impl<I: Iterator<Item = omendb_storage::Result<RecordBatch>>> Iterator for Timed
 fn range_text(range: &KeyRange) -> String {
     let values =
         |v: &Vec<omendb_storage::Value>| v.iter().map(value_text).collect::<Vec<_>>().join(", ");
-    let start = match &range.start {
+    let bound = |b: &Bound<Vec<omendb_storage::Value>>| match b {
         Bound::Included(v) => format!("[{}]", values(v)),
         Bound::Excluded(v) => format!("({})", values(v)),
         Bound::Unbounded => String::new(),
     };
-    let end = match &range.end {
-        Bound::Included(v) => format!("[{}]", values(v)),
-        Bound::Excluded(v) => format!("({})", values(v)),
-        Bound::Unbounded => String::new(),
-    };
-    format!("{start}..{end}")
+    format!("{}..{}", bound(&range.start), bound(&range.end))
 }
 
 fn value_text(value: &omendb_storage::Value) -> String {

@@ -283,47 +283,37 @@ impl ScalarUDFImpl for SettingFunction {
         let mut out = Vec::with_capacity(names.len());
         let mut settings = self.settings.lock();
         let to_df = |e: SqlError| DataFusionError::External(Box::new(e));
-        if self.set {
-            let values = text(1)?;
-            let values = values.as_string::<i32>();
-            let local = arrays
-                .get(2)
-                .map(|a| datafusion::arrow::compute::cast(a, &DataType::Boolean))
-                .transpose()?;
-            for row in 0..names.len() {
-                if names.is_null(row) {
-                    out.push(None);
-                    continue;
-                }
-                let is_local = local
-                    .as_ref()
-                    .is_some_and(|l| l.as_boolean().is_valid(row) && l.as_boolean().value(row));
-                let value = values.is_valid(row).then(|| values.value(row));
-                out.push(Some(
-                    settings
-                        .set(names.value(row), value, is_local)
-                        .map_err(to_df)?,
-                ));
-            }
+        // set_config(name, value, is_local); current_setting(name, missing_ok).
+        let (values, flags) = if self.set {
+            (Some(text(1)?), arrays.get(2))
         } else {
-            let missing_ok = arrays
-                .get(1)
-                .map(|a| datafusion::arrow::compute::cast(a, &DataType::Boolean))
-                .transpose()?;
-            for row in 0..names.len() {
-                if names.is_null(row) {
-                    out.push(None);
-                    continue;
-                }
-                let ok = missing_ok
-                    .as_ref()
-                    .is_some_and(|m| m.as_boolean().is_valid(row) && m.as_boolean().value(row));
-                match settings.get(names.value(row)) {
-                    Ok(v) => out.push(Some(v)),
-                    Err(_) if ok => out.push(None),
-                    Err(e) => return Err(to_df(e)),
-                }
+            (None, arrays.get(1))
+        };
+        let flags = flags
+            .map(|a| datafusion::arrow::compute::cast(a, &DataType::Boolean))
+            .transpose()?;
+        for row in 0..names.len() {
+            if names.is_null(row) {
+                out.push(None);
+                continue;
             }
+            let name = names.value(row);
+            let flag = flags.as_ref().is_some_and(|f| {
+                let f = f.as_boolean();
+                f.is_valid(row) && f.value(row)
+            });
+            out.push(match &values {
+                Some(values) => {
+                    let values = values.as_string::<i32>();
+                    let value = values.is_valid(row).then(|| values.value(row));
+                    Some(settings.set(name, value, flag).map_err(to_df)?)
+                }
+                None => match settings.get(name) {
+                    Ok(v) => Some(v),
+                    Err(_) if flag => None,
+                    Err(e) => return Err(to_df(e)),
+                },
+            });
         }
         Ok(ColumnarValue::Array(Arc::new(StringArray::from(out))))
     }

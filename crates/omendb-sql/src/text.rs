@@ -3,6 +3,8 @@
 //! floats with PostgreSQL's exponent rule, `\x` hex for bytea, timestamps
 //! with a space and without trailing fractional zeros.
 
+use std::fmt::Write as _;
+
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{
     DataType as ArrowType, Float32Type, Float64Type, TimeUnit, TimestampMicrosecondType,
@@ -92,7 +94,8 @@ fn hex_text(bytes: &[u8]) -> String {
     let mut text = String::with_capacity(2 + 2 * bytes.len());
     text.push_str("\\x");
     for b in bytes {
-        text.push_str(&format!("{b:02x}"));
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{b:02x}");
     }
     text
 }

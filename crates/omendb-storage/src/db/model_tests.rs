@@ -120,21 +120,27 @@ impl ModelTxn {
     }
 }
 
-/// Checks a write's outcome against the model: `doomed` writes fail with a
-/// serialization failure, others succeed. Returns whether it succeeded.
-fn expect_write(result: crate::Result<()>, doomed: bool, ctx: &str) -> bool {
+/// Checks a write's outcome against the model: a `doomed` write fails with
+/// a serialization failure (`None`), unless `may_succeed`; any other write
+/// succeeds.
+fn expect_write<T>(
+    result: crate::Result<T>,
+    doomed: bool,
+    may_succeed: bool,
+    ctx: &str,
+) -> Option<T> {
     match result {
-        Ok(()) => {
+        Ok(value) => {
             assert!(
-                !doomed,
+                !doomed || may_succeed,
                 "{ctx}: write of a row changed since the snapshot succeeded"
             );
-            true
+            Some(value)
         }
         Err(e) => {
             assert!(doomed, "{ctx}: write failed: {e}");
             assert_eq!(e.kind(), ErrorKind::SerializationFailure, "{ctx}: {e}");
-            false
+            None
         }
     }
 }
@@ -314,7 +320,7 @@ fn run(seed_offset: u64, steps: u64) {
                 m.statement(&model);
                 let doomed = m.overwrite_doomed(&model, k);
                 let result = m.txn.upsert("kv", row(k, &value));
-                if expect_write(result, doomed, &ctx) {
+                if expect_write(result, doomed, false, &ctx).is_some() {
                     m.record(k, Some(value), false);
                 } else {
                     txns.swap_remove(t).txn.rollback();
@@ -335,7 +341,7 @@ fn run(seed_offset: u64, steps: u64) {
                 if current.is_some() {
                     let doomed = m.overwrite_doomed(&model, k);
                     let result = m.txn.update("kv", &encoded, row(k, &value));
-                    if expect_write(result, doomed, &ctx) {
+                    if expect_write(result, doomed, false, &ctx).is_some() {
                         m.record(k, Some(value), false);
                     } else {
                         txns.swap_remove(t).txn.rollback();
@@ -348,19 +354,16 @@ fn run(seed_offset: u64, steps: u64) {
                 let encoded = key(&mut m.txn, k);
                 let visible = m.visible().contains_key(&k);
                 let doomed = visible && m.overwrite_doomed(&model, k);
-                match m.txn.delete("kv", &encoded) {
-                    Err(e) if doomed => {
-                        assert_eq!(e.kind(), ErrorKind::SerializationFailure, "{ctx}: {e}");
-                        txns.swap_remove(t).txn.rollback();
-                        conflicts += 1;
-                    }
-                    result => {
-                        let existed = result.unwrap();
-                        assert!(!doomed, "{ctx}: delete of {k} changed since the snapshot");
+                match expect_write(m.txn.delete("kv", &encoded), doomed, false, &ctx) {
+                    Some(existed) => {
                         assert_eq!(existed, visible, "{ctx}: delete {k}");
                         if existed {
                             m.record(k, None, false);
                         }
+                    }
+                    None => {
+                        txns.swap_remove(t).txn.rollback();
+                        conflicts += 1;
                     }
                 }
             }
@@ -388,18 +391,16 @@ fn run(seed_offset: u64, steps: u64) {
                 // A tombstone for a key changed since the snapshot fails at
                 // once; a whole-segment drop is checked at commit instead.
                 let doomed = keys.iter().any(|&key| m.overwrite_doomed(&model, key));
-                match m.txn.delete_range("kv", range) {
-                    Err(e) if doomed => {
-                        assert_eq!(e.kind(), ErrorKind::SerializationFailure, "{ctx}: {e}");
-                        txns.swap_remove(t).txn.rollback();
-                        conflicts += 1;
-                    }
-                    result => {
-                        let deleted = result.unwrap();
+                match expect_write(m.txn.delete_range("kv", range), doomed, true, &ctx) {
+                    Some(deleted) => {
                         assert_eq!(deleted, keys.len() as u64, "{ctx}: delete_range {k}..{hi}");
                         for key in keys {
                             m.record(key, None, false);
                         }
+                    }
+                    None => {
+                        txns.swap_remove(t).txn.rollback();
+                        conflicts += 1;
                     }
                 }
             }
