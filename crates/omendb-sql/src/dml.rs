@@ -41,7 +41,10 @@ impl Target {
             ));
         }
         let table_name = table_name(name)?;
-        let def = session.txn().with(|txn| Ok(txn.table(&table_name)?))?;
+        let def = session
+            .reader()
+            .ok_or_else(|| SqlError::internal("DML without a reader"))?
+            .table(&table_name)?;
         let alias = match alias {
             Some(alias) => alias.name.to_string(),
             None => quoted(&table_name),
@@ -69,7 +72,9 @@ pub(crate) fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-pub(crate) async fn update(session: &SqlSession, update: Update) -> Result<StatementResult> {
+/// An UPDATE's target, and the query that finds its rows (`_key`, then
+/// every column's new value).
+pub(crate) fn update_query(session: &SqlSession, update: &Update) -> Result<(Target, String)> {
     let target = Target::of(session, &update.table)?;
     let values = assigned_values(&target.def, &target.alias, &update.assignments)?;
     let from = match &update.from {
@@ -79,6 +84,11 @@ pub(crate) async fn update(session: &SqlSession, update: Update) -> Result<State
         }
     };
     let sql = target.keyed_query(&format!(", {values}"), &from, &update.selection);
+    Ok((target, sql))
+}
+
+pub(crate) async fn update(session: &SqlSession, update: Update) -> Result<StatementResult> {
+    let (target, sql) = update_query(session, &update)?;
     let (_, batches) = query_text(session, &sql).await?;
     let updated = apply_updates(session, &target.def, &batches, &mut HashSet::new())?;
     let tag = format!("UPDATE {}", updated.len());
@@ -235,7 +245,9 @@ pub(crate) fn rows_batch(
         .map_err(|e| SqlError::internal(e.to_string()))
 }
 
-pub(crate) async fn delete(session: &SqlSession, delete: Delete) -> Result<StatementResult> {
+/// A DELETE's target, and the query that finds its rows (`_key`, then
+/// every column, for RETURNING).
+pub(crate) fn delete_query(session: &SqlSession, delete: &Delete) -> Result<(Target, String)> {
     let (FromTable::WithFromKeyword(tables) | FromTable::WithoutKeyword(tables)) = &delete.from;
     let [table] = tables.as_slice() else {
         return Err(SqlError::unsupported("DELETE from several tables"));
@@ -254,6 +266,11 @@ pub(crate) async fn delete(session: &SqlSession, delete: Delete) -> Result<State
         .map(|c| format!(", {}.{}", target.alias, quoted(&c.name)))
         .collect();
     let sql = target.keyed_query(&columns, &using, &delete.selection);
+    Ok((target, sql))
+}
+
+pub(crate) async fn delete(session: &SqlSession, delete: Delete) -> Result<StatementResult> {
+    let (target, sql) = delete_query(session, &delete)?;
     let (_, batches) = query_text(session, &sql).await?;
     let mut deleted = Vec::new();
     for batch in &batches {

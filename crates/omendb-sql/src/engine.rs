@@ -7,33 +7,35 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
-use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider};
 use datafusion::common::{ScalarValue, TableReference};
 use datafusion::datasource::MemTable;
-use datafusion::execution::FunctionRegistry;
 use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::execution::{FunctionRegistry, SendableRecordBatchStream};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{
-    ContextModifier, Expr as SqlExpr, Ident, ObjectName, ObjectType, Query, Reset, Set, SetExpr,
-    Statement, TableObject, TransactionIsolationLevel, TransactionMode, UnaryOperator,
-    Value as SqlValue,
+    AssignmentTarget, ContextModifier, Expr as SqlExpr, Ident, ObjectName, ObjectType, Query,
+    Reset, Set, SetExpr, Statement, TableObject, TransactionIsolationLevel, TransactionMode,
+    UnaryOperator, Value as SqlValue,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use futures::TryStreamExt;
-use omendb_storage::{Database, Isolation, Value, value_at};
+use omendb_storage::{Database, Isolation, ScanRequest, Value, value_at};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arith::IntegerArithmetic;
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::{Description, QueryHandler, StatementResult, TransactionStatus};
-use crate::provider::{KEYS_SCHEMA, ReaderSlot, StorageSchema, TxnSlot};
+use crate::prepared::{PlanCache, PreparedQuery};
+use crate::provider::{KEYS_SCHEMA, ReaderSlot, StorageSchema, TxnSlot, range_text};
 use crate::settings::{self, SharedSettings};
-use crate::{ddl, dml, insert, names, timeseries};
+use crate::{ddl, dml, insert, timeseries};
 
 /// The DataFusion catalog of a session's tables.
 const CATALOG: &str = "omendb";
@@ -62,6 +64,18 @@ pub struct SqlSession {
     params: Vec<ScalarValue>,
     /// Set when a returned row stream failed: the block fails with it.
     stream_failed: Arc<AtomicBool>,
+    /// Queries planned before, by their SQL text.
+    plans: PlanCache,
+}
+
+/// One statement to run.
+enum Work {
+    Statement(Box<Statement>),
+    /// A query that is the whole SQL text: it is planned and kept, to run
+    /// again from its plan.
+    Query(String, Box<Query>),
+    /// A query planned before.
+    Prepared(Arc<PreparedQuery>),
 }
 
 impl std::fmt::Debug for SqlSession {
@@ -77,6 +91,15 @@ impl std::fmt::Debug for SqlSession {
 impl SqlSession {
     pub(crate) fn txn(&self) -> &TxnSlot {
         &self.txn
+    }
+
+    pub(crate) fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The running statement's view of the transaction.
+    pub(crate) fn reader(&self) -> Option<omendb_storage::TxnReader> {
+        self.reader.get()
     }
 
     /// Runs the query `sql(relation)` with `batch` readable as `relation`
@@ -107,11 +130,11 @@ impl SqlEngine {
         &self.db
     }
 
-    async fn run(&self, session: &mut SqlSession, statement: Statement) -> Result<StatementResult> {
+    async fn run(&self, session: &mut SqlSession, work: Work) -> Result<StatementResult> {
         if session.status == TransactionStatus::Failed
             && !matches!(
-                statement,
-                Statement::Commit { .. } | Statement::Rollback { .. }
+                &work,
+                Work::Statement(s) if matches!(**s, Statement::Commit { .. } | Statement::Rollback { .. })
             )
         {
             return Err(SqlError::new(
@@ -119,6 +142,10 @@ impl SqlEngine {
                 "current transaction is aborted, commands ignored until end of transaction block",
             ));
         }
+        let statement = match work {
+            Work::Statement(statement) => *statement,
+            work => return self.run_statement(session, work).await,
+        };
         match statement {
             Statement::StartTransaction { modes, .. } => {
                 if session.status == TransactionStatus::Idle {
@@ -239,43 +266,59 @@ impl SqlEngine {
                 Ok(command("ROLLBACK"))
             }
             statement => {
-                let autocommit = session.status == TransactionStatus::Idle;
-                if autocommit {
-                    *session.txn.lock() = Some(self.db.begin(session.isolation));
-                } else {
-                    session.block_used = true;
-                    session.txn.with(|txn| {
-                        txn.begin_statement();
-                        Ok(())
-                    })?;
-                }
-                // The statement reads the transaction as it stands now.
-                let reader = session.txn.with(|txn| Ok(txn.reader()))?;
-                session.reader.set(Some(reader));
-                let result = self.run_in_transaction(session, statement).await;
-                session.reader.set(None);
-                let txn = if autocommit {
-                    session.txn.lock().take()
-                } else {
-                    None
-                };
-                match (result, txn) {
-                    (Ok(result), Some(txn)) => {
-                        txn.commit()?;
-                        Ok(result)
-                    }
-                    (Ok(result), None) => Ok(result),
-                    (Err(error), _) => Err(error),
-                }
+                self.run_statement(session, Work::Statement(Box::new(statement)))
+                    .await
             }
+        }
+    }
+
+    /// Runs a statement that is not transaction control: in the session's
+    /// block, or in a transaction of its own (autocommit).
+    async fn run_statement(&self, session: &mut SqlSession, work: Work) -> Result<StatementResult> {
+        let autocommit = session.status == TransactionStatus::Idle;
+        if autocommit {
+            *session.txn.lock() = Some(self.db.begin(session.isolation));
+        } else {
+            session.block_used = true;
+            session.txn.with(|txn| {
+                txn.begin_statement();
+                Ok(())
+            })?;
+        }
+        // The statement reads the transaction as it stands now.
+        let reader = session.txn.with(|txn| Ok(txn.reader()))?;
+        session.reader.set(Some(reader));
+        let result = self.run_in_transaction(session, work).await;
+        session.reader.set(None);
+        let txn = if autocommit {
+            session.txn.lock().take()
+        } else {
+            None
+        };
+        match (result, txn) {
+            (Ok(result), Some(txn)) => {
+                txn.commit()?;
+                Ok(result)
+            }
+            (Ok(result), None) => Ok(result),
+            (Err(error), _) => Err(error),
         }
     }
 
     async fn run_in_transaction(
         &self,
         session: &mut SqlSession,
-        statement: Statement,
+        work: Work,
     ) -> Result<StatementResult> {
+        let statement = match work {
+            Work::Statement(statement) => *statement,
+            Work::Query(sql, query) => {
+                let prepared = Arc::new(PreparedQuery::plan(session, sql, query).await?);
+                session.plans.insert(prepared.clone());
+                return run_prepared(session, prepared).await;
+            }
+            Work::Prepared(prepared) => return run_prepared(session, prepared).await,
+        };
         match statement {
             Statement::CreateTable(create) => ddl::create_table(session, create),
             Statement::AlterTable(alter) => ddl::alter_table(session, alter).await,
@@ -301,33 +344,39 @@ impl SqlEngine {
             Statement::Insert(insert) => insert::insert(session, insert).await,
             Statement::Update(update) => dml::update(session, update).await,
             Statement::Delete(delete) => dml::delete(session, delete).await,
-            statement @ (Statement::Query(_) | Statement::Explain { .. }) => {
-                let names = match &statement {
-                    Statement::Query(q) => names::output_names(q),
-                    _ => None,
+            Statement::Query(query) => {
+                let prepared = PreparedQuery::plan(session, query.to_string(), query).await?;
+                run_prepared(session, Arc::new(prepared)).await
+            }
+            Statement::Explain {
+                analyze: false,
+                statement: ref inner,
+                ..
+            } if matches!(inner.as_ref(), Statement::Query(_)) => {
+                // A query the fast path answers: EXPLAIN says so.
+                let Statement::Query(query) = inner.as_ref().clone() else {
+                    unreachable!("matched as a query just above")
                 };
+                let prepared = PreparedQuery::plan(session, query.to_string(), query).await?;
+                match prepared.fast_path(&session.params) {
+                    Some((table, request)) => explain_fast_path(table, &request),
+                    None => {
+                        let physical = physical_plan(session, statement).await?;
+                        Ok(rows_result(
+                            session,
+                            physical.schema(),
+                            execute_stream(physical, session.ctx.task_ctx())?,
+                        ))
+                    }
+                }
+            }
+            statement @ Statement::Explain { .. } => {
                 let physical = physical_plan(session, statement).await?;
-                let schema = renamed(&physical.schema(), names);
-                let stream = execute_stream(physical, session.ctx.task_ctx())?;
-                let out = schema.clone();
-                let stream = stream.and_then(move |batch| {
-                    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-                    let renamed = RecordBatch::try_new_with_options(
-                        out.clone(),
-                        batch.columns().to_vec(),
-                        &options,
-                    )
-                    .map_err(datafusion::error::DataFusionError::from);
-                    futures::future::ready(renamed)
-                });
-                // A failure while the client reads fails the block.
-                let failed = session.stream_failed.clone();
-                let stream = stream.inspect_err(move |_| failed.store(true, Ordering::Relaxed));
-                Ok(StatementResult::Rows {
-                    schema: schema.clone(),
-                    stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
-                    tag: None,
-                })
+                Ok(rows_result(
+                    session,
+                    physical.schema(),
+                    execute_stream(physical, session.ctx.task_ctx())?,
+                ))
             }
             other => Err(SqlError::unsupported(format!(
                 "statement not supported yet: {}",
@@ -382,6 +431,7 @@ impl QueryHandler for SqlEngine {
             settings,
             params: Vec::new(),
             stream_failed: Arc::new(AtomicBool::new(false)),
+            plans: PlanCache::default(),
         }
     }
 
@@ -399,18 +449,28 @@ impl QueryHandler for SqlEngine {
         {
             session.status = TransactionStatus::Failed;
         }
-        let statements = match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
-            Ok(statements) => statements,
-            Err(e) => {
-                if session.status == TransactionStatus::InBlock {
-                    session.status = TransactionStatus::Failed;
+        let work = match session.plans.get(sql) {
+            Some(prepared) => vec![Work::Prepared(prepared)],
+            None => match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+                Ok(mut statements) => match (statements.pop(), statements.is_empty()) {
+                    (Some(Statement::Query(query)), true) => vec![Work::Query(sql.into(), query)],
+                    (last, _) => statements
+                        .into_iter()
+                        .chain(last)
+                        .map(|s| Work::Statement(Box::new(s)))
+                        .collect(),
+                },
+                Err(e) => {
+                    if session.status == TransactionStatus::InBlock {
+                        session.status = TransactionStatus::Failed;
+                    }
+                    return vec![Err(SqlError::new(ErrorClass::SyntaxError, e.to_string()))];
                 }
-                return vec![Err(SqlError::new(ErrorClass::SyntaxError, e.to_string()))];
-            }
+            },
         };
-        let mut results = Vec::with_capacity(statements.len());
-        for statement in statements {
-            let result = self.run(session, statement).await;
+        let mut results = Vec::with_capacity(work.len());
+        for work in work {
+            let result = self.run(session, work).await;
             let failed = result.is_err();
             // Any error inside a block aborts it, as in PostgreSQL.
             if failed && session.status == TransactionStatus::InBlock {
@@ -448,7 +508,7 @@ impl QueryHandler for SqlEngine {
             None => self.db.begin(session.isolation).reader(),
         };
         session.reader.set(Some(reader));
-        let described = describe_statement(session, statement).await;
+        let described = describe_statement(session, sql, statement).await;
         session.reader.set(None);
         described
     }
@@ -473,24 +533,19 @@ fn set_param(params: &mut Vec<Option<ArrowType>>, name: &str, ty: Option<ArrowTy
 }
 
 /// Parameter types and result columns of one statement.
-async fn describe_statement(session: &SqlSession, statement: Statement) -> Result<Description> {
+async fn describe_statement(
+    session: &mut SqlSession,
+    sql: &str,
+    statement: Statement,
+) -> Result<Description> {
     match statement {
-        Statement::Query(q) => {
-            let names = names::output_names(&q);
-            let plan = session
-                .ctx
-                .state()
-                .statement_to_plan(DfStatement::Statement(Box::new(Statement::Query(q))))
-                .await?;
-            let mut params = Vec::new();
-            for (name, ty) in plan.get_parameter_types()? {
-                set_param(&mut params, &name, ty)?;
-            }
-            let schema = Arc::new(plan.schema().as_arrow().clone());
-            Ok(Description {
-                params,
-                columns: Some(renamed(&schema, names)),
-            })
+        // Planned once: Execute runs the kept plan.
+        Statement::Query(query) => {
+            let prepared = Arc::new(PreparedQuery::plan(session, sql.into(), query).await?);
+            let params = plan_params(&prepared.plan)?;
+            let columns = Some(prepared.schema.clone());
+            session.plans.insert(prepared);
+            Ok(Description { params, columns })
         }
         // `INSERT ... VALUES ($1, ...)`: a parameter standing alone in a
         // VALUES row takes its column's type.
@@ -532,11 +587,63 @@ async fn describe_statement(session: &SqlSession, statement: Statement) -> Resul
                 columns: None,
             })
         }
+        // UPDATE and DELETE: the parameters of the query that finds their
+        // rows; a parameter assigned alone takes its column's type.
+        Statement::Update(update) => {
+            let (target, sql) = dml::update_query(session, &update)?;
+            let mut params = query_params(session, &sql).await?;
+            for assignment in &update.assignments {
+                if let (AssignmentTarget::ColumnName(name), SqlExpr::Value(v)) =
+                    (&assignment.target, &assignment.value)
+                    && let SqlValue::Placeholder(p) = &v.value
+                {
+                    let name = column_name(name)?;
+                    if let Some(column) = target.def.columns.iter().find(|c| c.name == name) {
+                        set_param(&mut params, p, Some(column.data_type.arrow_type()))?;
+                    }
+                }
+            }
+            Ok(Description {
+                params,
+                columns: None,
+            })
+        }
+        Statement::Delete(delete) => {
+            let (_, sql) = dml::delete_query(session, &delete)?;
+            Ok(Description {
+                params: query_params(session, &sql).await?,
+                columns: None,
+            })
+        }
         _ => Ok(Description {
             params: Vec::new(),
             columns: None,
         }),
     }
+}
+
+/// The types DataFusion infers for the parameters of the query `sql`.
+async fn query_params(session: &SqlSession, sql: &str) -> Result<Vec<Option<ArrowType>>> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))?;
+    let statement = statements
+        .pop()
+        .ok_or_else(|| SqlError::internal(format!("no statement in {sql}")))?;
+    let plan = session
+        .ctx
+        .state()
+        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+        .await?;
+    plan_params(&plan)
+}
+
+/// The type of each `$n` of `plan`, where DataFusion can tell.
+fn plan_params(plan: &LogicalPlan) -> Result<Vec<Option<ArrowType>>> {
+    let mut params = Vec::new();
+    for (name, ty) in plan.get_parameter_types()? {
+        set_param(&mut params, &name, ty)?;
+    }
+    Ok(params)
 }
 
 /// The isolation a list of transaction modes asks for; SERIALIZABLE runs
@@ -717,9 +824,107 @@ pub(crate) async fn query(session: &SqlSession, q: Query) -> Result<Vec<RecordBa
         .1)
 }
 
+/// Runs a prepared query in the session's transaction: through the fast
+/// path when it takes it with these parameters, else through DataFusion.
+async fn run_prepared(
+    session: &mut SqlSession,
+    prepared: Arc<PreparedQuery>,
+) -> Result<StatementResult> {
+    let reader = session
+        .reader
+        .get()
+        .ok_or_else(|| SqlError::internal("query without a reader"))?;
+    // A table it reads has changed since it was planned: plan it again.
+    let prepared = if prepared.is_current(reader.catalog()) {
+        prepared
+    } else {
+        let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, &prepared.sql)
+            .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))?;
+        let Some(Statement::Query(query)) = statements.pop() else {
+            return Err(SqlError::internal(format!(
+                "prepared query is not a query: {}",
+                prepared.sql
+            )));
+        };
+        let again = Arc::new(PreparedQuery::plan(session, prepared.sql.clone(), query).await?);
+        session.plans.insert(again.clone());
+        again
+    };
+    if let Some((table, request)) = prepared.fast_path(&session.params) {
+        let schema = prepared.schema.clone();
+        let out = schema.clone();
+        let scan = reader.scan_batches(table, &request)?.map(move |batch| {
+            let batch = batch.map_err(crate::error::external)?;
+            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            Ok(RecordBatch::try_new_with_options(
+                out.clone(),
+                batch.columns().to_vec(),
+                &options,
+            )?)
+        });
+        let stream = RecordBatchStreamAdapter::new(schema.clone(), futures::stream::iter(scan));
+        return Ok(rows_result(session, schema, Box::pin(stream)));
+    }
+    let state = session.ctx.state();
+    let mut plan = prepared.plan.clone();
+    if !session.params.is_empty() {
+        plan = plan.with_param_values(session.params.clone())?;
+    }
+    let physical = state.create_physical_plan(&plan).await?;
+    let schema = renamed(&physical.schema(), prepared.names.clone());
+    let stream = execute_stream(physical, session.ctx.task_ctx())?;
+    Ok(rows_result(session, schema, stream))
+}
+
+/// EXPLAIN's answer for a query the fast path reads from storage without
+/// DataFusion, in DataFusion's EXPLAIN shape (`plan_type`, `plan`).
+fn explain_fast_path(table: &str, request: &ScanRequest) -> Result<StatementResult> {
+    let columns = request.columns.as_deref().unwrap_or_default().join(", ");
+    let plan = format!(
+        "KeyLookup: table={table}, columns=[{columns}], range={}",
+        range_text(&request.range)
+    );
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("plan_type", ArrowType::Utf8, false),
+        Field::new("plan", ArrowType::Utf8, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec!["fast_path"])),
+        Arc::new(StringArray::from(vec![plan])),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns)
+        .map_err(datafusion::error::DataFusionError::from)?;
+    Ok(StatementResult::rows(schema, vec![batch], None))
+}
+
+/// A query's rows for the caller: its batches under `schema` (the
+/// PostgreSQL column names), and a failure while the caller reads them
+/// fails the session's block.
+fn rows_result(
+    session: &SqlSession,
+    schema: SchemaRef,
+    stream: SendableRecordBatchStream,
+) -> StatementResult {
+    let out = schema.clone();
+    let stream = stream.and_then(move |batch| {
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        let renamed =
+            RecordBatch::try_new_with_options(out.clone(), batch.columns().to_vec(), &options)
+                .map_err(datafusion::error::DataFusionError::from);
+        futures::future::ready(renamed)
+    });
+    let failed = session.stream_failed.clone();
+    let stream = stream.inspect_err(move |_| failed.store(true, Ordering::Relaxed));
+    StatementResult::Rows {
+        schema: schema.clone(),
+        stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
+        tag: None,
+    }
+}
+
 /// `schema` with its fields named `names` (PostgreSQL's names), when
 /// there is one name per field.
-fn renamed(
+pub(crate) fn renamed(
     schema: &datafusion::arrow::datatypes::SchemaRef,
     names: Option<Vec<String>>,
 ) -> datafusion::arrow::datatypes::SchemaRef {

@@ -23,6 +23,7 @@ mod error;
 mod handler;
 mod insert;
 mod names;
+mod prepared;
 mod provider;
 mod pushdown;
 mod settings;

@@ -26,7 +26,9 @@ use datafusion::physical_plan::{
     ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning,
     PlanProperties, ReplaceChildrenOptions,
 };
-use omendb_storage::{KEY_COLUMN, KeyRange, ScanRequest, TableDef, Transaction, TxnReader};
+use omendb_storage::{
+    Catalog, KEY_COLUMN, KeyRange, ScanRequest, TableDef, Transaction, TxnReader,
+};
 
 use crate::error::{SqlError, external};
 use crate::pushdown;
@@ -87,10 +89,8 @@ pub(crate) struct StorageSchema {
 pub(crate) const KEYS_SCHEMA: &str = "_omendb_keys";
 
 impl StorageSchema {
-    fn def(&self, name: &str) -> Option<(TxnReader, Arc<TableDef>)> {
-        let reader = self.reader.get()?;
-        let def = reader.table(name).ok()?;
-        Some((reader, def))
+    fn def(&self, name: &str) -> Option<Arc<TableDef>> {
+        self.reader.get()?.table(name).ok()
     }
 }
 
@@ -104,7 +104,7 @@ impl SchemaProvider for StorageSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        Ok(self.def(name).map(|(reader, def)| {
+        Ok(self.def(name).map(|def| {
             let mut schema = table_schema(&def);
             if self.with_keys {
                 let mut fields: Vec<Field> =
@@ -115,7 +115,7 @@ impl SchemaProvider for StorageSchema {
             Arc::new(StorageTable {
                 schema,
                 def,
-                reader,
+                reader: self.reader.clone(),
             }) as Arc<dyn TableProvider>
         }))
     }
@@ -135,12 +135,45 @@ pub(crate) fn table_schema(def: &TableDef) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// One storage table.
+/// One storage table, as it was when a statement was planned. A plan may
+/// outlive its statement (prepared statements keep theirs), so scans read
+/// the transaction of the statement running them, from the slot.
 #[derive(Debug)]
 pub(crate) struct StorageTable {
     def: Arc<TableDef>,
     schema: SchemaRef,
-    reader: TxnReader,
+    reader: Arc<ReaderSlot>,
+}
+
+impl StorageTable {
+    /// The table's definition when the plan was made.
+    pub(crate) fn def(&self) -> &Arc<TableDef> {
+        &self.def
+    }
+
+    /// The running statement's view of the transaction; an error if the
+    /// table has changed since planning (the plan cache re-plans first).
+    fn current_reader(&self) -> DfResult<TxnReader> {
+        let reader = self
+            .reader
+            .get()
+            .ok_or_else(|| DataFusionError::Internal("table scanned outside a statement".into()))?;
+        if !unchanged(reader.catalog(), &self.def) {
+            return Err(DataFusionError::Internal(format!(
+                "table \"{}\" changed since the statement was planned",
+                self.def.name
+            )));
+        }
+        Ok(reader)
+    }
+}
+
+/// Whether `catalog` still has the table `def` as it was (same id, name,
+/// columns and key).
+pub(crate) fn unchanged(catalog: &Catalog, def: &Arc<TableDef>) -> bool {
+    catalog
+        .table_by_id(def.id)
+        .is_some_and(|now| Arc::ptr_eq(now, def) || **now == **def)
 }
 
 #[async_trait]
@@ -218,7 +251,7 @@ impl TableProvider for StorageTable {
             request,
             order,
             limit,
-            self.reader.clone(),
+            self.current_reader()?,
         )))
     }
 }
@@ -327,7 +360,7 @@ impl<I: Iterator<Item = omendb_storage::Result<RecordBatch>>> Iterator for Timed
 
 /// A key range as `[5, 10] .. (5, 20)`: brackets include, parentheses
 /// exclude, `..` alone is unbounded.
-fn range_text(range: &KeyRange) -> String {
+pub(crate) fn range_text(range: &KeyRange) -> String {
     let values =
         |v: &Vec<omendb_storage::Value>| v.iter().map(value_text).collect::<Vec<_>>().join(", ");
     let bound = |b: &Bound<Vec<omendb_storage::Value>>| match b {

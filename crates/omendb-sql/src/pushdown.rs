@@ -14,12 +14,13 @@ use omendb_storage::{CmpOp, KeyRange, Predicate, TableDef, Value, value_at};
 
 use crate::engine::cast_column;
 
-/// What the filters say about one key column.
+/// What the filters say about one key column: an equal value, or bounds
+/// (each with whether it is included).
 #[derive(Debug, Default)]
-struct ColumnBounds {
-    eq: Option<Value>,
-    lower: Option<(Value, bool)>,
-    upper: Option<(Value, bool)>,
+pub(crate) struct ColumnBounds {
+    pub(crate) eq: Option<Value>,
+    pub(crate) lower: Option<(Value, bool)>,
+    pub(crate) upper: Option<(Value, bool)>,
 }
 
 /// Whether storage can use `filter`: it compares a column of `def` with a
@@ -109,6 +110,12 @@ pub(crate) fn key_range(def: &TableDef, filters: &[Expr]) -> KeyRange {
             _ => {}
         }
     }
+    range_of(bounds)
+}
+
+/// The key range of per-key-column `bounds` (in key order): the equalities
+/// of the leading columns, then the bounds of the first column without one.
+pub(crate) fn range_of(bounds: Vec<ColumnBounds>) -> KeyRange {
     let mut prefix = Vec::new();
     let mut next = None;
     for b in bounds {
@@ -228,7 +235,7 @@ fn key_index(def: &TableDef, column: &Column) -> Option<usize> {
 /// `literal` as a value of the column at `position`; `None` when it does
 /// not convert exactly (the filter then just is not pushed). Not only key
 /// columns: zone maps compare values of any column.
-fn key_value(def: &TableDef, position: usize, literal: &ScalarValue) -> Option<Value> {
+pub(crate) fn key_value(def: &TableDef, position: usize, literal: &ScalarValue) -> Option<Value> {
     if literal.is_null() {
         return None;
     }

@@ -48,7 +48,7 @@ async fn parameters_fill_queries_and_writes_and_reach_the_learned_index() {
     );
     let plan = f
         .rows_with(
-            "EXPLAIN SELECT v FROM kv WHERE k = $1",
+            "EXPLAIN SELECT upper(v) FROM kv WHERE k = $1",
             &[ScalarValue::Int32(Some(2))],
         )
         .await;
@@ -105,6 +105,31 @@ async fn describe_gives_parameter_types_and_result_columns_without_running() {
         vec![Some(DataType::Int32), Some(DataType::Utf8)]
     );
     assert!(described.columns.is_none());
+
+    // UPDATE and DELETE: from their WHERE clause, and a parameter assigned
+    // alone takes its column's type.
+    let described = f
+        .engine
+        .describe(
+            &mut f.session,
+            "UPDATE kv SET v = $1, n = n + 1 WHERE k = $3 AND n < $2",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        described.params,
+        vec![
+            Some(DataType::Utf8),
+            Some(DataType::Int64),
+            Some(DataType::Int32)
+        ]
+    );
+    let described = f
+        .engine
+        .describe(&mut f.session, "DELETE FROM kv WHERE k = $1")
+        .await
+        .unwrap();
+    assert_eq!(described.params, vec![Some(DataType::Int32)]);
 
     let error = f
         .engine

@@ -1,0 +1,327 @@
+//! Prepared queries. A query's logical plan is kept by its SQL text, so
+//! running it again (a driver's prepared statement: Bind and Execute with
+//! new parameters) skips parsing and SQL planning. A query that reads the
+//! rows of one table by primary key,
+//! `SELECT cols FROM t WHERE k1 = $1 AND k2 >= $2 AND k2 < $3`, takes the
+//! fast path: its key range is built from the parameters and read straight
+//! from storage, without DataFusion.
+//!
+//! A kept plan names the table definitions it was made against; when one
+//! has changed (ALTER, DROP and CREATE again) the query is planned anew.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, LogicalPlan, Operator};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{Query, Statement};
+use omendb_storage::{Catalog, ScanRequest, TableDef};
+
+use crate::engine::{SqlSession, renamed};
+use crate::error::Result;
+use crate::names;
+use crate::provider::{StorageTable, unchanged};
+use crate::pushdown::{ColumnBounds, key_value, range_of};
+
+/// Plans kept at most per session; when full, the cache starts over.
+const CACHE_CAPACITY: usize = 256;
+
+/// A session's prepared queries, by SQL text.
+#[derive(Debug, Default)]
+pub(crate) struct PlanCache {
+    queries: HashMap<String, Arc<PreparedQuery>>,
+}
+
+impl PlanCache {
+    pub(crate) fn get(&self, sql: &str) -> Option<Arc<PreparedQuery>> {
+        self.queries.get(sql).cloned()
+    }
+
+    pub(crate) fn insert(&mut self, query: Arc<PreparedQuery>) {
+        if self.queries.len() >= CACHE_CAPACITY && !self.queries.contains_key(&query.sql) {
+            self.queries.clear();
+        }
+        self.queries.insert(query.sql.clone(), query);
+    }
+}
+
+/// A query planned once, to run with any parameters.
+#[derive(Debug)]
+pub(crate) struct PreparedQuery {
+    /// The SQL text it was planned from.
+    pub(crate) sql: String,
+    /// The logical plan, parameters still `$n` placeholders.
+    pub(crate) plan: LogicalPlan,
+    /// PostgreSQL's names for the result columns, when they differ from
+    /// DataFusion's.
+    pub(crate) names: Option<Vec<String>>,
+    /// The result columns, PostgreSQL-named.
+    pub(crate) schema: SchemaRef,
+    /// The tables the plan reads, as they were when it was made.
+    tables: Vec<Arc<TableDef>>,
+    /// Set when the query can take the fast path.
+    lookup: Option<KeyLookup>,
+}
+
+impl PreparedQuery {
+    /// Plans `query` (the text `sql`) in `session`, whose statement reader
+    /// must be set.
+    pub(crate) async fn plan(
+        session: &SqlSession,
+        sql: String,
+        query: Box<Query>,
+    ) -> Result<PreparedQuery> {
+        let names = names::output_names(&query);
+        let plan = session
+            .context()
+            .state()
+            .statement_to_plan(DfStatement::Statement(Box::new(Statement::Query(query))))
+            .await?;
+        let schema = renamed(&Arc::new(plan.schema().as_arrow().clone()), names.clone());
+        let mut tables = Vec::new();
+        plan.apply_with_subqueries(|node| {
+            tables.extend(scanned_table(node));
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        let lookup = KeyLookup::of(&plan);
+        Ok(PreparedQuery {
+            sql,
+            plan,
+            names,
+            schema,
+            tables,
+            lookup,
+        })
+    }
+
+    /// Whether the tables the plan reads are still as they were in
+    /// `catalog`.
+    pub(crate) fn is_current(&self, catalog: &Catalog) -> bool {
+        self.tables.iter().all(|def| unchanged(catalog, def))
+    }
+
+    /// The table and storage request that answer the query with
+    /// `params`, when it takes the fast path with them. `None` sends it
+    /// through DataFusion: no fast path, or a parameter whose type does
+    /// not convert exactly to its key column's (DataFusion then decides).
+    pub(crate) fn fast_path(&self, params: &[ScalarValue]) -> Option<(&str, ScanRequest)> {
+        let lookup = self.lookup.as_ref()?;
+        Some((&lookup.def.name, lookup.request(params)?))
+    }
+}
+
+/// The definition of the storage table a plan node scans, if it is a
+/// scan of one.
+fn scanned_table(node: &LogicalPlan) -> Option<Arc<TableDef>> {
+    let LogicalPlan::TableScan(scan) = node else {
+        return None;
+    };
+    let provider = source_as_provider(&scan.source).ok()?;
+    Some(provider.downcast_ref::<StorageTable>()?.def().clone())
+}
+
+/// A query that reads one table's rows by primary key.
+#[derive(Debug)]
+struct KeyLookup {
+    def: Arc<TableDef>,
+    /// The columns the query returns, in order.
+    columns: Vec<String>,
+    /// Comparisons of key columns with parameters or constants; together
+    /// they are exactly one key range.
+    conditions: Vec<KeyCondition>,
+    /// How many parameters the query takes.
+    params: usize,
+}
+
+#[derive(Debug)]
+struct KeyCondition {
+    /// Which key column (0 is the first).
+    key: usize,
+    /// As seen from the column: `k < $1`.
+    op: Operator,
+    operand: Operand,
+}
+
+#[derive(Debug)]
+enum Operand {
+    /// `$n`, as an index into the parameters.
+    Param(usize),
+    Literal(ScalarValue),
+}
+
+impl KeyLookup {
+    /// The lookup `plan` is, if it is `Projection(columns) <- Filter(key
+    /// conditions) <- scan of a storage table`, and the conditions are
+    /// equalities on a prefix of the key, then at most a lower and an upper
+    /// bound on the next key column: nothing else, so the key range they
+    /// make holds exactly the rows the query returns.
+    fn of(plan: &LogicalPlan) -> Option<KeyLookup> {
+        let LogicalPlan::Projection(projection) = plan else {
+            return None;
+        };
+        let LogicalPlan::Filter(filter) = projection.input.as_ref() else {
+            return None;
+        };
+        let mut input = filter.input.as_ref();
+        if let LogicalPlan::SubqueryAlias(alias) = input {
+            input = alias.input.as_ref();
+        }
+        let def = scanned_table(input)?;
+        let LogicalPlan::TableScan(scan) = input else {
+            return None;
+        };
+        // The internal twin schema's tables carry `_key`: not for clients.
+        if !scan.filters.is_empty()
+            || scan.fetch.is_some()
+            || scan.source.schema().fields().len() != def.columns.len()
+        {
+            return None;
+        }
+        let mut columns: Vec<String> = Vec::new();
+        for expr in &projection.expr {
+            let Expr::Column(column) = strip_alias(expr) else {
+                return None;
+            };
+            if columns.contains(&column.name) {
+                return None;
+            }
+            columns.push(column.name.clone());
+        }
+        if columns.is_empty() {
+            return None;
+        }
+        let keys = def.key_positions();
+        let mut conditions = Vec::new();
+        for part in split_conjunction(&filter.predicate) {
+            for (column, op, operand) in comparisons(part)? {
+                let position = def.columns.iter().position(|c| c.name == column)?;
+                let key = keys.iter().position(|&k| k == position)?;
+                conditions.push(KeyCondition { key, op, operand });
+            }
+        }
+        // Equalities on keys 0..n, each once; bounds only on key n.
+        let equal = conditions.iter().filter(|c| c.op == Operator::Eq).count();
+        let mut seen = vec![(0, 0, 0); keys.len()];
+        for c in &conditions {
+            let (eq, lower, upper) = &mut seen[c.key];
+            match c.op {
+                Operator::Eq if c.key < equal => *eq += 1,
+                Operator::Gt | Operator::GtEq if c.key == equal => *lower += 1,
+                Operator::Lt | Operator::LtEq if c.key == equal => *upper += 1,
+                _ => return None,
+            }
+        }
+        if conditions.is_empty() || seen.iter().any(|&(e, l, u)| e > 1 || l > 1 || u > 1) {
+            return None;
+        }
+        if seen[..equal].iter().any(|&(e, _, _)| e != 1) {
+            return None;
+        }
+        let params = conditions
+            .iter()
+            .filter_map(|c| match c.operand {
+                Operand::Param(i) => Some(i + 1),
+                Operand::Literal(_) => None,
+            })
+            .max()
+            .unwrap_or(0);
+        Some(KeyLookup {
+            def,
+            columns,
+            conditions,
+            params,
+        })
+    }
+
+    /// The storage request for `params`; `None` when a value does not
+    /// convert exactly to its column's type (or is NULL).
+    fn request(&self, params: &[ScalarValue]) -> Option<ScanRequest> {
+        if params.len() != self.params {
+            return None;
+        }
+        let keys = self.def.key_positions();
+        let mut bounds: Vec<ColumnBounds> = keys.iter().map(|_| ColumnBounds::default()).collect();
+        for c in &self.conditions {
+            let value = match &c.operand {
+                Operand::Param(i) => &params[*i],
+                Operand::Literal(v) => v,
+            };
+            let value = key_value(&self.def, keys[c.key], value)?;
+            let b = &mut bounds[c.key];
+            match c.op {
+                Operator::Eq => b.eq = Some(value),
+                Operator::Gt => b.lower = Some((value, false)),
+                Operator::GtEq => b.lower = Some((value, true)),
+                Operator::Lt => b.upper = Some((value, false)),
+                Operator::LtEq => b.upper = Some((value, true)),
+                // `of` keeps only the comparisons above.
+                _ => return None,
+            }
+        }
+        Some(ScanRequest {
+            range: range_of(bounds),
+            columns: Some(self.columns.clone()),
+            ..ScanRequest::default()
+        })
+    }
+}
+
+fn strip_alias(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Alias(alias) => strip_alias(&alias.expr),
+        other => other,
+    }
+}
+
+/// The comparisons `column op operand` one conjunct makes (`BETWEEN` makes
+/// two), or `None` if it is anything else.
+fn comparisons(expr: &Expr) -> Option<Vec<(String, Operator, Operand)>> {
+    match expr {
+        Expr::Between(Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        }) => {
+            let Expr::Column(column) = expr.as_ref() else {
+                return None;
+            };
+            Some(vec![
+                (column.name.clone(), Operator::GtEq, operand(low)?),
+                (column.name.clone(), Operator::LtEq, operand(high)?),
+            ])
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            if !matches!(
+                op,
+                Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
+            ) {
+                return None;
+            }
+            let (column, op, value) = match (left.as_ref(), right.as_ref()) {
+                (Expr::Column(c), value) => (c, *op, value),
+                (value, Expr::Column(c)) => (c, op.swap()?, value),
+                _ => return None,
+            };
+            Some(vec![(column.name.clone(), op, operand(value)?)])
+        }
+        _ => None,
+    }
+}
+
+/// A parameter or a non-NULL constant.
+fn operand(expr: &Expr) -> Option<Operand> {
+    match expr {
+        Expr::Placeholder(p) => {
+            let n: usize = p.id.strip_prefix('$')?.parse().ok()?;
+            Some(Operand::Param(n.checked_sub(1)?))
+        }
+        Expr::Literal(value, _) if !value.is_null() => Some(Operand::Literal(value.clone())),
+        _ => None,
+    }
+}
