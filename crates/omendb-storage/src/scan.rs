@@ -46,6 +46,9 @@ pub(crate) type ByteRange = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 
 /// Keys scanned per chunk of a memtable.
 const CHUNK: usize = 1024;
+/// The fewest rows [`BatchScan::take_run`] takes at once; shorter runs go
+/// key by key.
+const MIN_RUN: usize = if cfg!(test) { 2 } else { 16 };
 
 /// Name of the key column that [`ScanRequest::with_keys`] adds.
 pub const KEY_COLUMN: &str = "_key";
@@ -132,6 +135,10 @@ pub struct ScanRequest {
     pub batch_rows: usize,
     /// Adds the encoded key of each row as a last binary column, `_key`.
     pub with_keys: bool,
+    /// Hint: the caller reads at most this many rows, so segments are read
+    /// block by block through the cache (as short ranges are) rather than
+    /// streamed.
+    pub limit: Option<usize>,
 }
 
 impl Default for ScanRequest {
@@ -142,6 +149,7 @@ impl Default for ScanRequest {
             predicates: Vec::new(),
             batch_rows: 8192,
             with_keys: false,
+            limit: None,
         }
     }
 }
@@ -514,7 +522,10 @@ impl BatchScan {
         for (i, segment) in overlapping.iter().enumerate() {
             let older = &overlapping[i + 1..];
             let prune = |s: &Segment, group: usize| prunable(s, group, &predicates, older);
-            if let Some(batches) = segment.scan(&def, &columns, (&from, &to), &prune)? {
+            if let Some(mut batches) = segment.scan(&def, &columns, (&from, &to), &prune)? {
+                if let Some(limit) = request.limit {
+                    batches.read_through_cache_for(limit);
+                }
                 segment_ids.push(segment.meta.id);
                 segments.push(SegmentCursor {
                     rows: RowCursor::new(batches),
@@ -761,6 +772,104 @@ impl BatchScan {
         }
     }
 
+    /// Takes a run of rows from the segment cursor with the smallest key,
+    /// up to the first key any other source (own writes, memtables, other
+    /// segments) holds: those rows are decided within their segment (the
+    /// first version at or below the snapshot of each key), with no
+    /// key-by-key merge. Segments cut by time interleave in long runs (one
+    /// device's readings of one time window), so a scan over them costs
+    /// little more than over one segment. Returns whether it took rows.
+    fn take_run(
+        &mut self,
+        picks: &mut Vec<(usize, usize)>,
+        keys: &mut BinaryBuilder,
+    ) -> Result<bool> {
+        for cursor in self.segments.iter_mut().chain(&mut self.hiding) {
+            cursor.settle()?;
+        }
+        let Some(first) = (0..self.segments.len())
+            .filter(|&i| self.segments[i].key().is_some())
+            .min_by(|&a, &b| self.segments[a].key().cmp(&self.segments[b].key()))
+        else {
+            return Ok(false);
+        };
+        let mut other: Option<Bytes> = self.own.peek().map(|(key, _)| key.clone());
+        for cursor in &mut self.memtables {
+            if let Some(version) = cursor.peek()
+                && other.as_ref().is_none_or(|o| version.key < *o)
+            {
+                other = Some(version.key.clone());
+            }
+        }
+        let others = self
+            .segments
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != first);
+        let mut bound: Option<&[u8]> = other.as_deref();
+        for cursor in others.map(|(_, c)| c).chain(&self.hiding) {
+            if let Some(key) = cursor.key()
+                && bound.is_none_or(|b| key < b)
+            {
+                bound = Some(key);
+            }
+        }
+        let cursor = &self.segments[first];
+        let (Some(batch), Some(start_key)) = (cursor.rows.batch(), cursor.key()) else {
+            return Ok(false);
+        };
+        if bound.is_some_and(|b| b <= start_key) || !after_start(start_key, &self.from) {
+            return Ok(false);
+        }
+        let start = cursor.rows.row();
+        let batch_keys = batch.column(KEY).as_binary::<i32>();
+        let rows = batch.num_rows();
+        // The last key's versions may go on in the next batch: the
+        // key-by-key path takes it.
+        let last = batch_keys.value(rows - 1);
+        let mut end = partition_by(start..rows, |j| batch_keys.value(j) < last);
+        if let Some(bound) = bound {
+            end = partition_by(start..end, |j| batch_keys.value(j) < bound);
+        }
+        end = partition_by(start..end, |j| before_end(batch_keys.value(j), &self.to));
+        if end - start < MIN_RUN {
+            return Ok(false);
+        }
+        let Some(source) = self.sources.position(first, &cursor.rows) else {
+            return Ok(false);
+        };
+        let ts = batch.column(TS).as_primitive::<UInt64Type>().values();
+        let deleted = batch.column(DELETED).as_boolean();
+        let mut decided: Option<&[u8]> = None;
+        let mut stop = end;
+        for row in start..end {
+            let key = batch_keys.value(row);
+            if decided == Some(key) {
+                continue;
+            }
+            // A new key: the output batch may end before it.
+            if picks.len() >= self.batch_rows {
+                stop = row;
+                break;
+            }
+            // Versions come newest first: the first at or below the
+            // snapshot decides the key (a flush that raced a commit can
+            // leave a newer one in a segment the snapshot sees).
+            if ts[row] > cursor.snapshot {
+                continue;
+            }
+            decided = Some(key);
+            if !deleted.value(row) {
+                picks.push((source + 1, row));
+                if self.with_keys {
+                    keys.append_value(key);
+                }
+            }
+        }
+        self.segments[first].rows.skip_to(stop);
+        Ok(true)
+    }
+
     /// Builds the next output batch.
     fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         if !self.direct_checked {
@@ -779,6 +888,9 @@ impl BatchScan {
         let mut picks: Vec<(usize, usize)> = Vec::with_capacity(self.batch_rows);
         let mut decoded = 0;
         while picks.len() < self.batch_rows {
+            if self.take_run(&mut picks, &mut keys)? {
+                continue;
+            }
             let Some((key, pick)) = self.next_key()? else {
                 self.done = true;
                 break;

@@ -104,6 +104,21 @@ impl TxnReader {
         &self.catalog
     }
 
+    /// The encoded key of the given key column values, for [`Self::get`].
+    pub fn key(&self, table: &str, key: &[Value]) -> Result<Bytes> {
+        encode_key(&*self.table(table)?, key)
+    }
+
+    /// The row under `key`, as the transaction saw it: the point read of
+    /// [`Transaction::get`] (a segment's row file, not a scan).
+    pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<Value>>> {
+        let def = self.table(table)?;
+        match visible(&self.writes, &self.drops, &self.snapshot, &def, key)? {
+            Some(found) => Engine::values(&def, &found),
+            None => Ok(None),
+        }
+    }
+
     /// Rows of `table` as the request asks, as the transaction saw them.
     pub fn scan_batches(&self, table: &str, request: &ScanRequest) -> Result<BatchScan> {
         let def = self.table(table)?;
@@ -121,6 +136,39 @@ impl TxnReader {
             &own_drops,
         )
     }
+}
+
+/// The version of `key` that a transaction with these writes, segment
+/// drops and snapshot sees.
+fn visible(
+    writes: &BTreeMap<(TableId, Bytes), PendingWrite>,
+    drops: &[SegmentDrop],
+    snapshot: &Snapshot,
+    def: &TableDef,
+    key: &[u8],
+) -> Result<Option<Visible>> {
+    // A read-only transaction has nothing to look up (and copy the key for).
+    let own = (!writes.is_empty())
+        .then(|| writes.get(&(def.id, Bytes::copy_from_slice(key))))
+        .flatten();
+    if let Some(write) = own {
+        return Ok(Some(
+            write.row.clone().map_or(Visible::Deleted, Visible::Encoded),
+        ));
+    }
+    // Rows this transaction's segment drops decided stay deleted for it,
+    // whatever committed since (the commit then fails on the conflict).
+    for drop in drops.iter().filter(|d| d.table == def.id) {
+        if drop
+            .source
+            .find(key, drop.read_ts)?
+            .is_some_and(|found| !found.deleted)
+        {
+            return Ok(Some(Visible::Deleted));
+        }
+    }
+    let own_ids: Vec<u64> = drops.iter().map(|d| d.segment).collect();
+    Engine::read(&snapshot.view, def.id, key, snapshot.ts, &own_ids)
 }
 
 /// A transaction. Dropping it without commit rolls it back.
@@ -448,29 +496,11 @@ impl Transaction {
     /// Where the row under `key` lives for this transaction: own writes
     /// first, then the snapshot.
     fn visible(&mut self, def: &TableDef, key: &[u8]) -> Result<Option<Visible>> {
-        // A read-only transaction has nothing to look up (and copy the key for).
-        let own = (!self.writes.is_empty())
-            .then(|| self.writes.get(&(def.id, Bytes::copy_from_slice(key))))
-            .flatten();
-        if let Some(write) = own {
-            return Ok(Some(
-                write.row.clone().map_or(Visible::Deleted, Visible::Encoded),
-            ));
+        self.snapshot();
+        match &self.snapshot {
+            Some(snapshot) => visible(&self.writes, &self.drops, snapshot, def, key),
+            None => Err(StorageError::internal("no snapshot after taking one")),
         }
-        // Rows this transaction's segment drops decided stay deleted for it,
-        // whatever committed since (the commit then fails on the conflict).
-        for drop in self.drops.iter().filter(|d| d.table == def.id) {
-            if drop
-                .source
-                .find(key, drop.read_ts)?
-                .is_some_and(|found| !found.deleted)
-            {
-                return Ok(Some(Visible::Deleted));
-            }
-        }
-        let own_ids: Vec<u64> = self.drops.iter().map(|d| d.segment).collect();
-        let snapshot = self.snapshot();
-        Engine::read(&snapshot.view, def.id, key, snapshot.ts, &own_ids)
     }
 
     fn exists(&mut self, def: &TableDef, key: &[u8]) -> Result<bool> {

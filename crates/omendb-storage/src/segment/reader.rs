@@ -659,6 +659,7 @@ impl Segment {
             opened,
             next_row: start,
             end_row: end,
+            short: keys.is_some() && end - start <= CACHED_SCAN_ROWS,
             cached: keys.is_some() && end - start <= CACHED_SCAN_ROWS,
             distinct: keys.as_ref().is_some_and(|k| k.distinct),
             keys,
@@ -747,6 +748,7 @@ impl Segment {
             opened,
             next_row: 0,
             end_row: rows,
+            short: false,
             cached: false,
             distinct: false,
             keys: None,
@@ -782,7 +784,10 @@ pub(crate) struct SegmentBatches {
     /// The next row to return, and the end of the scan's rows.
     next_row: usize,
     end_row: usize,
-    /// Read through the block cache (a short scan), not straight from the file.
+    /// The range holds few rows (a few blocks).
+    short: bool,
+    /// Read through the block cache (a short scan, or one its caller stops
+    /// early), not straight from the file.
     cached: bool,
     /// Known: no key of the segment has more than one version.
     distinct: bool,
@@ -829,9 +834,17 @@ impl Iterator for SegmentBatches {
 }
 
 impl SegmentBatches {
-    /// Whether the scan is short enough to read through the block cache.
+    /// Reads through the block cache when the caller wants at most `rows`
+    /// rows and the scan is bounded (its key columns are loaded).
+    pub(crate) fn read_through_cache_for(&mut self, rows: usize) {
+        if rows <= CACHED_SCAN_ROWS && self.keys.is_some() {
+            self.cached = true;
+        }
+    }
+
+    /// Whether the scan's range holds few rows (a few blocks).
     pub(crate) fn is_short(&self) -> bool {
-        self.cached
+        self.short
     }
 
     /// Whether every row is the only version of its key and visible at
@@ -966,6 +979,11 @@ impl RowCursor {
 
     pub(crate) fn advance(&mut self) {
         self.row += 1;
+    }
+
+    /// Moves to row `row` of the current batch.
+    pub(crate) fn skip_to(&mut self, row: usize) {
+        self.row = row;
     }
 
     pub(crate) fn key(&self) -> Option<&[u8]> {
