@@ -26,7 +26,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use futures::TryStreamExt;
-use omendb_storage::{Database, Isolation, ScanRequest, Value, value_at};
+use omendb_storage::{ColumnBuilder, Database, Isolation, ScanRequest, TableDef, Value, value_at};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arith::IntegerArithmetic;
@@ -359,7 +359,7 @@ impl SqlEngine {
                 };
                 let prepared = PreparedQuery::plan(session, query.to_string(), query).await?;
                 match prepared.fast_path(&session.params) {
-                    Some((table, request)) => explain_fast_path(table, &request),
+                    Some(read) => explain_fast_path(&read.def.name, &read.request()),
                     None => {
                         let physical = physical_plan(session, statement).await?;
                         Ok(rows_result(
@@ -850,18 +850,27 @@ async fn run_prepared(
         session.plans.insert(again.clone());
         again
     };
-    if let Some((table, request)) = prepared.fast_path(&session.params) {
+    if let Some(read) = prepared.fast_path(&session.params) {
         let schema = prepared.schema.clone();
+        let table = &read.def.name;
+        if let Some(key) = &read.key {
+            let key = reader.key(table, key)?;
+            let row = reader.get(table, &key)?;
+            let batch = one_row(read.def, read.positions, &schema, row.as_deref())?;
+            return Ok(StatementResult::rows(schema, vec![batch], None));
+        }
         let out = schema.clone();
-        let scan = reader.scan_batches(table, &request)?.map(move |batch| {
-            let batch = batch.map_err(crate::error::external)?;
-            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-            Ok(RecordBatch::try_new_with_options(
-                out.clone(),
-                batch.columns().to_vec(),
-                &options,
-            )?)
-        });
+        let scan = reader
+            .scan_batches(table, &read.request())?
+            .map(move |batch| {
+                let batch = batch.map_err(crate::error::external)?;
+                let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+                Ok(RecordBatch::try_new_with_options(
+                    out.clone(),
+                    batch.columns().to_vec(),
+                    &options,
+                )?)
+            });
         let stream = RecordBatchStreamAdapter::new(schema.clone(), futures::stream::iter(scan));
         return Ok(rows_result(session, schema, Box::pin(stream)));
     }
@@ -874,6 +883,29 @@ async fn run_prepared(
     let schema = renamed(&physical.schema(), prepared.names.clone());
     let stream = execute_stream(physical, session.ctx.task_ctx())?;
     Ok(rows_result(session, schema, stream))
+}
+
+/// The batch of the columns at `positions` of `row` (empty without a row).
+fn one_row(
+    def: &TableDef,
+    positions: &[usize],
+    schema: &SchemaRef,
+    row: Option<&[Value]>,
+) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(positions.len());
+    for &position in positions {
+        let column = &def.columns[position];
+        let mut builder = ColumnBuilder::new(&column.data_type, 1);
+        if let Some(row) = row {
+            builder.append(&row[position])?;
+        }
+        columns.push(builder.finish());
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(usize::from(row.is_some())));
+    Ok(
+        RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+            .map_err(datafusion::error::DataFusionError::from)?,
+    )
 }
 
 /// EXPLAIN's answer for a query the fast path reads from storage without

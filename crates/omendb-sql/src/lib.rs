@@ -27,10 +27,14 @@ mod prepared;
 mod provider;
 mod pushdown;
 mod settings;
+mod skip_scan;
 mod text;
 mod timeseries;
 mod types;
 
+/// The DataFusion this crate is built on: its `ScalarValue` parameters and
+/// record-batch streams are part of the handler's interface.
+pub use datafusion;
 pub use engine::{SqlEngine, SqlSession};
 pub use error::{ErrorClass, Result, SqlError};
 pub use handler::{QueryHandler, StatementResult, TransactionStatus};

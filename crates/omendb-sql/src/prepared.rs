@@ -20,7 +20,7 @@ use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, LogicalPlan, Operator};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Query, Statement};
-use omendb_storage::{Catalog, ScanRequest, TableDef};
+use omendb_storage::{Catalog, KeyRange, ScanRequest, TableDef, Value};
 
 use crate::engine::{SqlSession, renamed};
 use crate::error::Result;
@@ -105,13 +105,37 @@ impl PreparedQuery {
         self.tables.iter().all(|def| unchanged(catalog, def))
     }
 
-    /// The table and storage request that answer the query with
-    /// `params`, when it takes the fast path with them. `None` sends it
-    /// through DataFusion: no fast path, or a parameter whose type does
-    /// not convert exactly to its key column's (DataFusion then decides).
-    pub(crate) fn fast_path(&self, params: &[ScalarValue]) -> Option<(&str, ScanRequest)> {
-        let lookup = self.lookup.as_ref()?;
-        Some((&lookup.def.name, lookup.request(params)?))
+    /// The storage read that answers the query with `params`, when it
+    /// takes the fast path with them. `None` sends it through DataFusion:
+    /// no fast path, or a parameter whose type does not convert exactly to
+    /// its key column's (DataFusion then decides).
+    pub(crate) fn fast_path(&self, params: &[ScalarValue]) -> Option<FastRead<'_>> {
+        self.lookup.as_ref()?.read(params)
+    }
+}
+
+/// What the fast path reads.
+#[derive(Debug)]
+pub(crate) struct FastRead<'a> {
+    pub(crate) def: &'a TableDef,
+    /// The key range.
+    pub(crate) range: KeyRange,
+    /// The columns returned, in order, by name and by position.
+    pub(crate) columns: &'a [String],
+    pub(crate) positions: &'a [usize],
+    /// The whole key, when the query names one: a point read (a segment's
+    /// row file), not a scan.
+    pub(crate) key: Option<Vec<Value>>,
+}
+
+impl FastRead<'_> {
+    /// The storage scan of the range.
+    pub(crate) fn request(&self) -> ScanRequest {
+        ScanRequest {
+            range: self.range.clone(),
+            columns: Some(self.columns.to_vec()),
+            ..ScanRequest::default()
+        }
     }
 }
 
@@ -129,8 +153,9 @@ fn scanned_table(node: &LogicalPlan) -> Option<Arc<TableDef>> {
 #[derive(Debug)]
 struct KeyLookup {
     def: Arc<TableDef>,
-    /// The columns the query returns, in order.
+    /// The columns the query returns, in order, by name and by position.
     columns: Vec<String>,
+    positions: Vec<usize>,
     /// Comparisons of key columns with parameters or constants; together
     /// they are exactly one key range.
     conditions: Vec<KeyCondition>,
@@ -183,6 +208,7 @@ impl KeyLookup {
             return None;
         }
         let mut columns: Vec<String> = Vec::new();
+        let mut positions = Vec::new();
         for expr in &projection.expr {
             let Expr::Column(column) = strip_alias(expr) else {
                 return None;
@@ -190,6 +216,7 @@ impl KeyLookup {
             if columns.contains(&column.name) {
                 return None;
             }
+            positions.push(def.columns.iter().position(|c| c.name == column.name)?);
             columns.push(column.name.clone());
         }
         if columns.is_empty() {
@@ -233,14 +260,15 @@ impl KeyLookup {
         Some(KeyLookup {
             def,
             columns,
+            positions,
             conditions,
             params,
         })
     }
 
-    /// The storage request for `params`; `None` when a value does not
-    /// convert exactly to its column's type (or is NULL).
-    fn request(&self, params: &[ScalarValue]) -> Option<ScanRequest> {
+    /// The read for `params`; `None` when a value does not convert exactly
+    /// to its column's type (or is NULL).
+    fn read(&self, params: &[ScalarValue]) -> Option<FastRead<'_>> {
         if params.len() != self.params {
             return None;
         }
@@ -263,10 +291,13 @@ impl KeyLookup {
                 _ => return None,
             }
         }
-        Some(ScanRequest {
+        let key: Option<Vec<Value>> = bounds.iter().map(|b| b.eq.clone()).collect();
+        Some(FastRead {
+            def: &self.def,
             range: range_of(bounds),
-            columns: Some(self.columns.clone()),
-            ..ScanRequest::default()
+            columns: &self.columns,
+            positions: &self.positions,
+            key,
         })
     }
 }

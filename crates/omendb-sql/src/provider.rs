@@ -31,7 +31,8 @@ use omendb_storage::{
 };
 
 use crate::error::{SqlError, external};
-use crate::pushdown;
+use crate::pushdown::{self, ColumnBounds};
+use crate::skip_scan::SkipScan;
 
 /// The transaction a session's statements run in, shared with the table
 /// providers of its DataFusion context. Empty between statements in
@@ -243,12 +244,14 @@ impl TableProvider for StorageTable {
             predicates: pushdown::predicates(&self.def, filters),
             columns: Some(columns),
             with_keys,
+            limit,
             ..ScanRequest::default()
         };
         Ok(Arc::new(StorageScanExec::new(
-            self.def.name.clone(),
+            self.def.clone(),
             schema,
             request,
+            pushdown::skip_bounds(&self.def, filters),
             order,
             limit,
             self.current_reader()?,
@@ -259,8 +262,10 @@ impl TableProvider for StorageTable {
 /// Reads a table through the session's transaction.
 #[derive(Debug)]
 pub(crate) struct StorageScanExec {
-    table: String,
+    def: Arc<TableDef>,
     request: ScanRequest,
+    /// Bounds on the second key column for a skip scan.
+    skip: Option<ColumnBounds>,
     /// Where each output column is in the storage batches, when not in
     /// order (`_key` comes last from storage).
     order: Option<Vec<usize>>,
@@ -276,9 +281,10 @@ pub(crate) struct StorageScanExec {
 
 impl StorageScanExec {
     fn new(
-        table: String,
+        def: Arc<TableDef>,
         schema: SchemaRef,
         request: ScanRequest,
+        skip: Option<ColumnBounds>,
         order: Option<Vec<usize>>,
         limit: Option<usize>,
         reader: TxnReader,
@@ -290,8 +296,9 @@ impl StorageScanExec {
             Boundedness::Bounded,
         );
         StorageScanExec {
-            table,
+            def,
             request,
+            skip,
             order,
             limit,
             metrics: ExecutionPlanMetricsSet::new(),
@@ -306,16 +313,19 @@ impl DisplayAs for StorageScanExec {
         // A bounded key range is the learned index's work: each segment's
         // index finds where the range starts.
         let range = &self.request.range;
-        let name = if *range == KeyRange::all() {
-            "StorageScan"
-        } else {
-            "LearnedIndexScan"
+        let name = match (&self.skip, *range == KeyRange::all()) {
+            (Some(_), _) => "LearnedIndexSkipScan",
+            (None, true) => "StorageScan",
+            (None, false) => "LearnedIndexScan",
         };
         match t {
             DisplayFormatType::Default | DisplayFormatType::Verbose => {
-                write!(f, "{name}: table={}", self.table)?;
+                write!(f, "{name}: table={}", self.def.name)?;
                 if *range != KeyRange::all() {
                     write!(f, ", range={}", range_text(range))?;
+                }
+                if let Some(skip) = &self.skip {
+                    write!(f, ", {}", skip_text(&self.def, skip))?;
                 }
                 if !self.request.predicates.is_empty() {
                     let pruning: Vec<String> = self
@@ -331,7 +341,7 @@ impl DisplayAs for StorageScanExec {
                 }
                 Ok(())
             }
-            DisplayFormatType::TreeRender => write!(f, "table={}", self.table),
+            DisplayFormatType::TreeRender => write!(f, "table={}", self.def.name),
         }
     }
 }
@@ -356,6 +366,27 @@ impl<I: Iterator<Item = omendb_storage::Result<RecordBatch>>> Iterator for Timed
         }
         next
     }
+}
+
+/// A skip scan's ranges as `each device: ts [100..(300`: every value of
+/// the first key column, and this range of the second (brackets include,
+/// parentheses exclude).
+fn skip_text(def: &TableDef, skip: &ColumnBounds) -> String {
+    let keys = def.key_positions();
+    let lower = match &skip.lower {
+        Some((v, true)) => format!("[{}", value_text(v)),
+        Some((v, false)) => format!("({}", value_text(v)),
+        None => String::new(),
+    };
+    let upper = match &skip.upper {
+        Some((v, true)) => format!("{}]", value_text(v)),
+        Some((v, false)) => format!("{})", value_text(v)),
+        None => String::new(),
+    };
+    format!(
+        "each {}: {} {lower}..{upper}",
+        def.columns[keys[0]].name, def.columns[keys[1]].name
+    )
 }
 
 /// A key range as `[5, 10] .. (5, 20)`: brackets include, parentheses
@@ -435,10 +466,23 @@ impl ExecutionPlan for StorageScanExec {
                 "storage scan has one partition, asked for {partition}"
             )));
         }
-        let scan = self
-            .reader
-            .scan_batches(&self.table, &self.request)
-            .map_err(external)?;
+        type Batches = Box<dyn Iterator<Item = omendb_storage::Result<RecordBatch>> + Send>;
+        let scan: Batches = match &self.skip {
+            Some(second) => Box::new(
+                SkipScan::new(
+                    self.reader.clone(),
+                    &self.def,
+                    self.request.clone(),
+                    second.clone(),
+                )
+                .map_err(external)?,
+            ),
+            None => Box::new(
+                self.reader
+                    .scan_batches(&self.def.name, &self.request)
+                    .map_err(external)?,
+            ),
+        };
         let schema = self.properties.eq_properties.schema().clone();
         let order = self.order.clone();
         let out = schema.clone();

@@ -10,13 +10,13 @@ use std::ops::Bound;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::logical_expr::expr::InList;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
-use omendb_storage::{CmpOp, KeyRange, Predicate, TableDef, Value, value_at};
+use omendb_storage::{CmpOp, DataType, KeyRange, Predicate, TableDef, Value, value_at};
 
 use crate::engine::cast_column;
 
 /// What the filters say about one key column: an equal value, or bounds
 /// (each with whether it is included).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct ColumnBounds {
     pub(crate) eq: Option<Value>,
     pub(crate) lower: Option<(Value, bool)>,
@@ -62,6 +62,30 @@ pub(crate) fn predicates(def: &TableDef, filters: &[Expr]) -> Vec<Predicate> {
 
 /// The smallest key range holding every row that satisfies all `filters`.
 pub(crate) fn key_range(def: &TableDef, filters: &[Expr]) -> KeyRange {
+    range_of(key_bounds(def, filters))
+}
+
+/// The bounds on the second key column when the first has no equality:
+/// a skip scan then reads, for each value of the first key column, only
+/// its keys within them (`ts` in one hour, for every `device`). `None`
+/// when the key has one column, the first is fixed (an ordinary key
+/// range serves) or the second is unbounded.
+pub(crate) fn skip_bounds(def: &TableDef, filters: &[Expr]) -> Option<ColumnBounds> {
+    let mut bounds = key_bounds(def, filters).into_iter();
+    let first = bounds.next()?;
+    let mut second = bounds.next()?;
+    if first.eq.is_some() {
+        return None;
+    }
+    if let Some(value) = second.eq.take() {
+        second.lower = Some((value.clone(), true));
+        second.upper = Some((value, true));
+    }
+    (second.lower.is_some() || second.upper.is_some()).then_some(second)
+}
+
+/// What `filters` say about each key column, in key order.
+fn key_bounds(def: &TableDef, filters: &[Expr]) -> Vec<ColumnBounds> {
     let keys = def.key_positions();
     let mut bounds: Vec<ColumnBounds> = keys.iter().map(|_| ColumnBounds::default()).collect();
     let mut parts = Vec::new();
@@ -110,7 +134,7 @@ pub(crate) fn key_range(def: &TableDef, filters: &[Expr]) -> KeyRange {
             _ => {}
         }
     }
-    range_of(bounds)
+    bounds
 }
 
 /// The key range of per-key-column `bounds` (in key order): the equalities
@@ -240,6 +264,9 @@ pub(crate) fn key_value(def: &TableDef, position: usize, literal: &ScalarValue) 
         return None;
     }
     let column = &def.columns[position];
+    if let Some(value) = same_type_value(literal, &column.data_type) {
+        return Some(value);
+    }
     let array = literal.to_array().ok()?;
     // Only conversions that cannot round: `device < 2.5` must not become
     // `device < 2`. DataFusion casts literals to the column's type first.
@@ -251,6 +278,20 @@ pub(crate) fn key_value(def: &TableDef, position: usize, literal: &ScalarValue) 
     }
     let array = cast_column(&array, &column.data_type).ok()?;
     value_at(array.as_ref(), 0, &column.data_type).ok()
+}
+
+/// `literal` as a value of type `ty` for the common key types it needs no
+/// conversion for (the fast path's parameters); `None` otherwise.
+fn same_type_value(literal: &ScalarValue, ty: &DataType) -> Option<Value> {
+    Some(match (literal, ty) {
+        (ScalarValue::Int16(Some(v)), DataType::Int16) => Value::Int16(*v),
+        (ScalarValue::Int32(Some(v)), DataType::Int32) => Value::Int32(*v),
+        (ScalarValue::Int64(Some(v)), DataType::Int64) => Value::Int64(*v),
+        (ScalarValue::TimestampMicrosecond(Some(v), None), DataType::Timestamp) => {
+            Value::Timestamp(*v)
+        }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -74,6 +74,12 @@ async fn key_predicates_become_learned_index_ranges_with_the_same_answers() {
         "7 = device AND 150 > ts",
         "device IN (5, 3, 9) AND ts IN (40, 10)",
         "device IN (4) AND ts > 100",
+        // Skip scans: a range of ts for every device.
+        "ts >= 100 AND ts < 300",
+        "ts = 40",
+        "ts > 450",
+        "ts <= 20 AND device > 15",
+        "ts BETWEEN 200 AND 210 AND device < 5",
     ] {
         let indexed = f
             .rows(&format!(
@@ -92,8 +98,22 @@ async fn key_predicates_become_learned_index_ranges_with_the_same_answers() {
         let plan = f
             .plan(&format!("SELECT device, ts, v FROM r WHERE {hidden}"))
             .await;
-        assert!(!plan.contains("LearnedIndexScan"), "{hidden}: {plan}");
+        assert!(!plan.contains("LearnedIndex"), "{hidden}: {plan}");
     }
+    let plan = f
+        .plan("SELECT count(*) FROM r WHERE ts >= 100 AND ts < 300")
+        .await;
+    assert!(
+        plan.contains("LearnedIndexSkipScan: table=r, each device: ts [100..300)"),
+        "{plan}"
+    );
+    let plan = f
+        .plan("SELECT count(*) FROM r WHERE device > 15 AND ts = 40")
+        .await;
+    assert!(
+        plan.contains("LearnedIndexSkipScan: table=r, range=(15).., each device: ts [40..40]"),
+        "{plan}"
+    );
     // Zone maps: comparisons on any column prune, with the same answers.
     let plan = f.plan("SELECT * FROM r WHERE v > 1500").await;
     assert!(plan.contains("zone_maps=[v Gt 1500]"), "{plan}");
@@ -123,4 +143,32 @@ async fn key_predicates_become_learned_index_ranges_with_the_same_answers() {
         vec![vec!["1000".to_string()]]
     );
     assert_eq!(f.rows("SELECT * FROM r LIMIT 3").await.len(), 3);
+}
+
+#[tokio::test]
+async fn skip_scans_over_many_small_prefixes_give_way_to_a_plain_scan_with_the_same_answers() {
+    // 300 values of the first key column with two rows each: seeking per
+    // value does not pay, and the scan reads the rest as one range.
+    let mut f = Fixture::new("skip-scan-fallback");
+    f.rows("CREATE TABLE p (a int, b int, v int, PRIMARY KEY (a, b))")
+        .await;
+    f.rows("INSERT INTO p SELECT a, b, a * 10 + b FROM generate_series(1, 300) AS x(a), generate_series(1, 2) AS y(b)")
+        .await;
+    f.engine.database().flush().unwrap();
+    f.rows("DELETE FROM p WHERE a % 7 = 0 AND b = 2").await;
+    for filter in ["b = 2", "b > 1 AND a >= 250", "b <= 1"] {
+        let skipped = f
+            .rows(&format!(
+                "SELECT a, b, v FROM p WHERE {filter} ORDER BY a, b"
+            ))
+            .await;
+        let hidden = filter.replace('a', "(a + 0)").replace('b', "(b + 0)");
+        let scanned = f
+            .rows(&format!(
+                "SELECT a, b, v FROM p WHERE {hidden} ORDER BY a, b"
+            ))
+            .await;
+        assert!(!skipped.is_empty(), "{filter}");
+        assert_eq!(skipped, scanned, "{filter}");
+    }
 }
