@@ -39,6 +39,11 @@ impl OmenDb {
         txn.commit()?;
         Ok(OmenDb { db, table })
     }
+
+    /// The database, for layers above storage (the SQL benchmark).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
 }
 
 impl Store for OmenDb {

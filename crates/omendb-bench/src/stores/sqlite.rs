@@ -38,7 +38,8 @@ impl Sqlite {
         Ok(sqlite)
     }
 
-    fn connect(&self) -> BenchResult<Connection> {
+    /// A new connection with the benchmark's settings.
+    pub fn connect(&self) -> BenchResult<Connection> {
         let conn = Connection::open(&self.path)?;
         conn.busy_timeout(Duration::from_secs(60))?;
         conn.execute_batch(&format!(
