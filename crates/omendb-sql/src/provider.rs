@@ -169,6 +169,66 @@ impl StorageTable {
     }
 }
 
+/// Full scans of tables whose segments hold at least this many versions
+/// are cut into one part per core.
+const PARALLEL_SCAN_ROWS: u64 = 100_000;
+
+/// Key ranges that cut a full scan of `def` into `parts` parts of similar
+/// size, by the span of the first key column over the table's segments
+/// (an integer column; cut evenly by value). Together they hold every key,
+/// whatever the span says. Empty (one part) for small tables, other key
+/// types, or one part.
+fn split(
+    reader: &TxnReader,
+    def: &TableDef,
+    parts: usize,
+) -> omendb_storage::Result<Vec<KeyRange>> {
+    use omendb_storage::{DataType as T, Value as V};
+    let Some(&first) = def.key_positions().first() else {
+        return Ok(Vec::new());
+    };
+    let ty = &def.columns[first].data_type;
+    if parts < 2 || !matches!(ty, T::Int16 | T::Int32 | T::Int64) {
+        return Ok(Vec::new());
+    }
+    let Some((low, high, rows)) = reader.segment_key_span(&def.name)? else {
+        return Ok(Vec::new());
+    };
+    let int = |v: &V| match v {
+        V::Int16(v) => Some(i128::from(*v)),
+        V::Int32(v) => Some(i128::from(*v)),
+        V::Int64(v) => Some(i128::from(*v)),
+        _ => None,
+    };
+    let (Some(low), Some(high)) = (int(&low), int(&high)) else {
+        return Ok(Vec::new());
+    };
+    if rows < PARALLEL_SCAN_ROWS || high - low < parts as i128 {
+        return Ok(Vec::new());
+    }
+    // Cuts lie strictly between `low` and `high`, so they fit the type.
+    let value = |n: i128| match ty {
+        T::Int16 => V::Int16(n as i16),
+        T::Int32 => V::Int32(n as i32),
+        _ => V::Int64(n as i64),
+    };
+    let mut ranges = Vec::with_capacity(parts);
+    let mut start = Bound::Unbounded;
+    for i in 1..parts {
+        let cut = vec![value(low + (high - low) * i as i128 / parts as i128)];
+        ranges.push(KeyRange {
+            start,
+            end: Bound::Excluded(cut.clone()),
+        });
+        start = Bound::Included(cut);
+    }
+    ranges.push(KeyRange {
+        start,
+        end: Bound::Unbounded,
+    });
+    Ok(ranges)
+}
+
 /// Whether `catalog` still has the table `def` as it was (same id, name,
 /// columns and key).
 pub(crate) fn unchanged(catalog: &Catalog, def: &Arc<TableDef>) -> bool {
@@ -207,7 +267,7 @@ impl TableProvider for StorageTable {
 
     async fn scan(
         &self,
-        _state: &dyn Session,
+        state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -244,17 +304,25 @@ impl TableProvider for StorageTable {
             predicates: pushdown::predicates(&self.def, filters),
             columns: Some(columns),
             with_keys,
+            // Rows wanted at most (no filter above needs more).
             limit,
             ..ScanRequest::default()
+        };
+        let reader = self.current_reader()?;
+        let skip = pushdown::skip_bounds(&self.def, filters);
+        let parts = if skip.is_none() && limit.is_none() && request.range == KeyRange::all() {
+            split(&reader, &self.def, state.config().target_partitions()).map_err(external)?
+        } else {
+            Vec::new()
         };
         Ok(Arc::new(StorageScanExec::new(
             self.def.clone(),
             schema,
             request,
-            pushdown::skip_bounds(&self.def, filters),
+            skip,
+            parts,
             order,
-            limit,
-            self.current_reader()?,
+            reader,
         )))
     }
 }
@@ -266,11 +334,12 @@ pub(crate) struct StorageScanExec {
     request: ScanRequest,
     /// Bounds on the second key column for a skip scan.
     skip: Option<ColumnBounds>,
+    /// The key ranges of the scan's partitions, when it is cut into
+    /// several (a full scan of a large table); else one partition.
+    parts: Vec<KeyRange>,
     /// Where each output column is in the storage batches, when not in
     /// order (`_key` comes last from storage).
     order: Option<Vec<usize>>,
-    /// Rows wanted at most (no filter above needs more).
-    limit: Option<usize>,
     /// Rows and time, for EXPLAIN ANALYZE.
     metrics: ExecutionPlanMetricsSet,
     /// The transaction as the statement saw it: the scan may run late, or
@@ -285,13 +354,13 @@ impl StorageScanExec {
         schema: SchemaRef,
         request: ScanRequest,
         skip: Option<ColumnBounds>,
+        parts: Vec<KeyRange>,
         order: Option<Vec<usize>>,
-        limit: Option<usize>,
         reader: TxnReader,
     ) -> Self {
         let properties = PlanProperties::new(
             EquivalenceProperties::new(schema),
-            Partitioning::UnknownPartitioning(1),
+            Partitioning::UnknownPartitioning(parts.len().max(1)),
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
@@ -299,8 +368,8 @@ impl StorageScanExec {
             def,
             request,
             skip,
+            parts,
             order,
-            limit,
             metrics: ExecutionPlanMetricsSet::new(),
             reader,
             properties: Arc::new(properties),
@@ -327,6 +396,9 @@ impl DisplayAs for StorageScanExec {
                 if let Some(skip) = &self.skip {
                     write!(f, ", {}", skip_text(&self.def, skip))?;
                 }
+                if self.parts.len() > 1 {
+                    write!(f, ", partitions={}", self.parts.len())?;
+                }
                 if !self.request.predicates.is_empty() {
                     let pruning: Vec<String> = self
                         .request
@@ -336,7 +408,7 @@ impl DisplayAs for StorageScanExec {
                         .collect();
                     write!(f, ", zone_maps=[{}]", pruning.join(", "))?;
                 }
-                if let Some(limit) = self.limit {
+                if let Some(limit) = self.request.limit {
                     write!(f, ", limit={limit}")?;
                 }
                 Ok(())
@@ -461,32 +533,36 @@ impl ExecutionPlan for StorageScanExec {
         partition: usize,
         _context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        if partition != 0 {
-            return Err(DataFusionError::Internal(format!(
-                "storage scan has one partition, asked for {partition}"
-            )));
-        }
+        let request = match self.parts.get(partition) {
+            Some(range) => ScanRequest {
+                range: range.clone(),
+                ..self.request.clone()
+            },
+            None if partition == 0 => self.request.clone(),
+            None => {
+                return Err(DataFusionError::Internal(format!(
+                    "storage scan of {} has {} partitions, asked for {partition}",
+                    self.def.name,
+                    self.parts.len().max(1)
+                )));
+            }
+        };
         type Batches = Box<dyn Iterator<Item = omendb_storage::Result<RecordBatch>> + Send>;
         let scan: Batches = match &self.skip {
             Some(second) => Box::new(
-                SkipScan::new(
-                    self.reader.clone(),
-                    &self.def,
-                    self.request.clone(),
-                    second.clone(),
-                )
-                .map_err(external)?,
+                SkipScan::new(self.reader.clone(), &self.def, request, second.clone())
+                    .map_err(external)?,
             ),
             None => Box::new(
                 self.reader
-                    .scan_batches(&self.def.name, &self.request)
+                    .scan_batches(&self.def.name, &request)
                     .map_err(external)?,
             ),
         };
         let schema = self.properties.eq_properties.schema().clone();
         let order = self.order.clone();
         let out = schema.clone();
-        let mut left = self.limit.unwrap_or(usize::MAX);
+        let mut left = self.request.limit.unwrap_or(usize::MAX);
         let scan = Timed {
             inner: scan,
             metrics: BaselineMetrics::new(&self.metrics, partition),

@@ -119,6 +119,50 @@ impl TxnReader {
         }
     }
 
+    /// The smallest and largest value of the first key column over the
+    /// table's segments, and the versions they hold: where a caller may cut
+    /// a scan into parts of similar size. Recent writes (the memtable) are
+    /// not counted. `None` without segments.
+    pub fn segment_key_span(&self, table: &str) -> Result<Option<(Value, Value, u64)>> {
+        let def = self.table(table)?;
+        let mut span: Option<(Value, Value, u64)> = None;
+        for segment in self
+            .snapshot
+            .view
+            .live_segments(def.id, self.snapshot.ts, &[])
+        {
+            let first = |key: &[u8]| -> Result<Value> {
+                let values = def.key_codec().decode(key).map_err(|detail| {
+                    StorageError::corruption(
+                        "segment key",
+                        format!("table {}", def.name),
+                        0,
+                        detail,
+                    )
+                })?;
+                values
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| StorageError::internal("a segment key without columns"))
+            };
+            let (low, high) = (first(&segment.meta.min_key)?, first(&segment.meta.max_key)?);
+            span = Some(match span {
+                None => (low, high, segment.meta.rows),
+                Some((l, h, rows)) => {
+                    let less = |a: &Value, b: &Value| {
+                        crate::types::compare(a, b) == Some(std::cmp::Ordering::Less)
+                    };
+                    (
+                        if less(&low, &l) { low } else { l },
+                        if less(&h, &high) { high } else { h },
+                        rows + segment.meta.rows,
+                    )
+                }
+            });
+        }
+        Ok(span)
+    }
+
     /// Rows of `table` as the request asks, as the transaction saw them.
     pub fn scan_batches(&self, table: &str, request: &ScanRequest) -> Result<BatchScan> {
         let def = self.table(table)?;
