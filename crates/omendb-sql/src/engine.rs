@@ -35,7 +35,7 @@ use crate::handler::{Description, QueryHandler, StatementResult, TransactionStat
 use crate::prepared::{PlanCache, PreparedQuery};
 use crate::provider::{KEYS_SCHEMA, ReaderSlot, StorageSchema, TxnSlot, range_text};
 use crate::settings::{self, SharedSettings};
-use crate::{ddl, dml, insert, timeseries};
+use crate::{ddl, dml, insert, keywords, timeseries};
 
 /// The DataFusion catalog of a session's tables.
 const CATALOG: &str = "omendb";
@@ -451,7 +451,7 @@ impl QueryHandler for SqlEngine {
         }
         let work = match session.plans.get(sql) {
             Some(prepared) => vec![Work::Prepared(prepared)],
-            None => match Parser::parse_sql(&PostgreSqlDialect {}, sql) {
+            None => match parse(sql) {
                 Ok(mut statements) => match (statements.pop(), statements.is_empty()) {
                     (Some(Statement::Query(query)), true) => vec![Work::Query(sql.into(), query)],
                     (last, _) => statements
@@ -460,11 +460,11 @@ impl QueryHandler for SqlEngine {
                         .map(|s| Work::Statement(Box::new(s)))
                         .collect(),
                 },
-                Err(e) => {
+                Err(error) => {
                     if session.status == TransactionStatus::InBlock {
                         session.status = TransactionStatus::Failed;
                     }
-                    return vec![Err(SqlError::new(ErrorClass::SyntaxError, e.to_string()))];
+                    return vec![Err(error)];
                 }
             },
         };
@@ -485,8 +485,7 @@ impl QueryHandler for SqlEngine {
     }
 
     async fn describe(&self, session: &mut SqlSession, sql: &str) -> Result<Description> {
-        let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-            .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))?;
+        let mut statements = parse(sql)?;
         let statement = match (statements.pop(), statements.is_empty()) {
             (Some(statement), true) => statement,
             (None, _) => {
@@ -516,6 +515,16 @@ impl QueryHandler for SqlEngine {
     fn transaction_status(&self, session: &SqlSession) -> TransactionStatus {
         session.status
     }
+}
+
+/// The statements of a client's SQL text, in PostgreSQL's grammar.
+fn parse(sql: &str) -> Result<Vec<Statement>> {
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))?;
+    statements
+        .iter()
+        .try_for_each(keywords::check_relation_names)?;
+    Ok(statements)
 }
 
 /// Records `ty` as the type of the parameter named `name` (`$n`).

@@ -22,6 +22,7 @@ mod engine;
 mod error;
 mod handler;
 mod insert;
+mod keywords;
 mod names;
 mod prepared;
 mod provider;
