@@ -348,29 +348,21 @@ impl SqlEngine {
                 let prepared = PreparedQuery::plan(session, query.to_string(), query).await?;
                 run_prepared(session, Arc::new(prepared)).await
             }
-            Statement::Explain {
-                analyze: false,
-                statement: ref inner,
-                ..
-            } if matches!(inner.as_ref(), Statement::Query(_)) => {
+            statement @ Statement::Explain { .. } => {
                 // A query the fast path answers: EXPLAIN says so.
-                let Statement::Query(query) = inner.as_ref().clone() else {
-                    unreachable!("matched as a query just above")
-                };
-                let prepared = PreparedQuery::plan(session, query.to_string(), query).await?;
-                match prepared.fast_path(&session.params) {
-                    Some(read) => explain_fast_path(&read.def.name, &read.request()),
-                    None => {
-                        let physical = physical_plan(session, statement).await?;
-                        Ok(rows_result(
-                            session,
-                            physical.schema(),
-                            execute_stream(physical, session.ctx.task_ctx())?,
-                        ))
+                if let Statement::Explain {
+                    analyze: false,
+                    statement: inner,
+                    ..
+                } = &statement
+                    && let Statement::Query(query) = inner.as_ref()
+                {
+                    let prepared =
+                        PreparedQuery::plan(session, query.to_string(), query.clone()).await?;
+                    if let Some(read) = prepared.fast_path(&session.params) {
+                        return explain_fast_path(&read.def.name, &read.request());
                     }
                 }
-            }
-            statement @ Statement::Explain { .. } => {
                 let physical = physical_plan(session, statement).await?;
                 Ok(rows_result(
                     session,
@@ -517,10 +509,17 @@ impl QueryHandler for SqlEngine {
     }
 }
 
-/// The statements of a client's SQL text, in PostgreSQL's grammar.
+/// The statements of SQL text, in PostgreSQL's grammar (as sqlparser has
+/// it).
+fn parse_grammar(sql: &str) -> Result<Vec<Statement>> {
+    Parser::parse_sql(&PostgreSqlDialect {}, sql)
+        .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))
+}
+
+/// The statements of a client's SQL text: its grammar, and names no
+/// reserved keyword can be.
 fn parse(sql: &str) -> Result<Vec<Statement>> {
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-        .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))?;
+    let statements = parse_grammar(sql)?;
     statements
         .iter()
         .try_for_each(keywords::check_relation_names)?;
@@ -633,8 +632,7 @@ async fn describe_statement(
 
 /// The types DataFusion infers for the parameters of the query `sql`.
 async fn query_params(session: &SqlSession, sql: &str) -> Result<Vec<Option<ArrowType>>> {
-    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-        .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))?;
+    let mut statements = parse_grammar(sql)?;
     let statement = statements
         .pop()
         .ok_or_else(|| SqlError::internal(format!("no statement in {sql}")))?;
@@ -818,8 +816,7 @@ pub(crate) async fn query_text(
     session: &SqlSession,
     sql: &str,
 ) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
-    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-        .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))?;
+    let mut statements = parse_grammar(sql)?;
     match (statements.pop(), statements.is_empty()) {
         (Some(statement @ Statement::Query(_)), true) => statement_rows(session, statement).await,
         _ => Err(SqlError::internal(format!("not one query: {sql}"))),
@@ -847,8 +844,7 @@ async fn run_prepared(
     let prepared = if prepared.is_current(reader.catalog()) {
         prepared
     } else {
-        let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, &prepared.sql)
-            .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))?;
+        let mut statements = parse(&prepared.sql)?;
         let Some(Statement::Query(query)) = statements.pop() else {
             return Err(SqlError::internal(format!(
                 "prepared query is not a query: {}",
@@ -868,18 +864,10 @@ async fn run_prepared(
             let batch = one_row(read.def, read.positions, &schema, row.as_deref())?;
             return Ok(StatementResult::rows(schema, vec![batch], None));
         }
-        let out = schema.clone();
+        // `rows_result` gives the batches the query's column names.
         let scan = reader
             .scan_batches(table, &read.request())?
-            .map(move |batch| {
-                let batch = batch.map_err(crate::error::external)?;
-                let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-                Ok(RecordBatch::try_new_with_options(
-                    out.clone(),
-                    batch.columns().to_vec(),
-                    &options,
-                )?)
-            });
+            .map(|batch| batch.map_err(crate::error::external));
         let stream = RecordBatchStreamAdapter::new(schema.clone(), futures::stream::iter(scan));
         return Ok(rows_result(session, schema, Box::pin(stream)));
     }

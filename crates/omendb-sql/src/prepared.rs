@@ -16,8 +16,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::source_as_provider;
-use datafusion::logical_expr::utils::split_conjunction;
-use datafusion::logical_expr::{Between, BinaryExpr, Expr, LogicalPlan, Operator};
+use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Query, Statement};
 use omendb_storage::{Catalog, KeyRange, ScanRequest, TableDef, Value};
@@ -26,7 +25,7 @@ use crate::engine::{SqlSession, renamed};
 use crate::error::Result;
 use crate::names;
 use crate::provider::{StorageTable, unchanged};
-use crate::pushdown::{ColumnBounds, key_value, range_of};
+use crate::pushdown::{ColumnBounds, conjuncts, key_value, range_of};
 
 /// Plans kept at most per session; when full, the cache starts over.
 const CACHE_CAPACITY: usize = 256;
@@ -223,13 +222,14 @@ impl KeyLookup {
             return None;
         }
         let keys = def.key_positions();
+        let mut parts = Vec::new();
+        conjuncts(&filter.predicate, &mut parts);
         let mut conditions = Vec::new();
-        for part in split_conjunction(&filter.predicate) {
-            for (column, op, operand) in comparisons(part)? {
-                let position = def.columns.iter().position(|c| c.name == column)?;
-                let key = keys.iter().position(|&k| k == position)?;
-                conditions.push(KeyCondition { key, op, operand });
-            }
+        for part in &parts {
+            let (column, op, operand) = comparison(part)?;
+            let position = def.columns.iter().position(|c| c.name == column)?;
+            let key = keys.iter().position(|&k| k == position)?;
+            conditions.push(KeyCondition { key, op, operand });
         }
         // Equalities on keys 0..n, each once; bounds only on key n.
         let equal = conditions.iter().filter(|c| c.op == Operator::Eq).count();
@@ -280,15 +280,9 @@ impl KeyLookup {
                 Operand::Literal(v) => v,
             };
             let value = key_value(&self.def, keys[c.key], value)?;
-            let b = &mut bounds[c.key];
-            match c.op {
-                Operator::Eq => b.eq = Some(value),
-                Operator::Gt => b.lower = Some((value, false)),
-                Operator::GtEq => b.lower = Some((value, true)),
-                Operator::Lt => b.upper = Some((value, false)),
-                Operator::LtEq => b.upper = Some((value, true)),
-                // `of` keeps only the comparisons above.
-                _ => return None,
+            // `of` keeps only comparisons.
+            if !bounds[c.key].narrow(c.op, value) {
+                return None;
             }
         }
         let key: Option<Vec<Value>> = bounds.iter().map(|b| b.eq.clone()).collect();
@@ -309,40 +303,24 @@ fn strip_alias(expr: &Expr) -> &Expr {
     }
 }
 
-/// The comparisons `column op operand` one conjunct makes (`BETWEEN` makes
-/// two), or `None` if it is anything else.
-fn comparisons(expr: &Expr) -> Option<Vec<(String, Operator, Operand)>> {
-    match expr {
-        Expr::Between(Between {
-            expr,
-            negated: false,
-            low,
-            high,
-        }) => {
-            let Expr::Column(column) = expr.as_ref() else {
-                return None;
-            };
-            Some(vec![
-                (column.name.clone(), Operator::GtEq, operand(low)?),
-                (column.name.clone(), Operator::LtEq, operand(high)?),
-            ])
-        }
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            if !matches!(
-                op,
-                Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
-            ) {
-                return None;
-            }
-            let (column, op, value) = match (left.as_ref(), right.as_ref()) {
-                (Expr::Column(c), value) => (c, *op, value),
-                (value, Expr::Column(c)) => (c, op.swap()?, value),
-                _ => return None,
-            };
-            Some(vec![(column.name.clone(), op, operand(value)?)])
-        }
-        _ => None,
+/// `column op operand` (either way round, `op` as seen from the column),
+/// or `None` if `expr` is anything else.
+fn comparison(expr: &Expr) -> Option<(String, Operator, Operand)> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = expr else {
+        return None;
+    };
+    if !matches!(
+        op,
+        Operator::Eq | Operator::Lt | Operator::LtEq | Operator::Gt | Operator::GtEq
+    ) {
+        return None;
     }
+    let (column, op, value) = match (left.as_ref(), right.as_ref()) {
+        (Expr::Column(c), value) => (c, *op, value),
+        (value, Expr::Column(c)) => (c, op.swap()?, value),
+        _ => return None,
+    };
+    Some((column.name.clone(), op, operand(value)?))
 }
 
 /// A parameter or a non-NULL constant.

@@ -549,10 +549,12 @@ impl ExecutionPlan for StorageScanExec {
         };
         type Batches = Box<dyn Iterator<Item = omendb_storage::Result<RecordBatch>> + Send>;
         let scan: Batches = match &self.skip {
-            Some(second) => Box::new(
-                SkipScan::new(self.reader.clone(), &self.def, request, second.clone())
-                    .map_err(external)?,
-            ),
+            Some(second) => Box::new(SkipScan::new(
+                self.reader.clone(),
+                &self.def,
+                request,
+                second.clone(),
+            )),
             None => Box::new(
                 self.reader
                     .scan_batches(&self.def.name, &request)

@@ -23,6 +23,22 @@ pub(crate) struct ColumnBounds {
     pub(crate) upper: Option<(Value, bool)>,
 }
 
+impl ColumnBounds {
+    /// Narrows the bounds by `column op value`; false for an operator
+    /// that is not a comparison.
+    pub(crate) fn narrow(&mut self, op: Operator, value: Value) -> bool {
+        match op {
+            Operator::Eq => self.eq = Some(value),
+            Operator::Gt => self.lower = Some((value, false)),
+            Operator::GtEq => self.lower = Some((value, true)),
+            Operator::Lt => self.upper = Some((value, false)),
+            Operator::LtEq => self.upper = Some((value, true)),
+            _ => return false,
+        }
+        true
+    }
+}
+
 /// Whether storage can use `filter`: it compares a column of `def` with a
 /// constant (a key column narrows the key range, any column prunes by
 /// zone maps).
@@ -124,15 +140,7 @@ fn key_bounds(def: &TableDef, filters: &[Expr]) -> Vec<ColumnBounds> {
         let Some(value) = key_value(def, keys[k], literal) else {
             continue;
         };
-        let b = &mut bounds[k];
-        match op {
-            Operator::Eq => b.eq = Some(value),
-            Operator::Gt => b.lower = Some((value, false)),
-            Operator::GtEq => b.lower = Some((value, true)),
-            Operator::Lt => b.upper = Some((value, false)),
-            Operator::LtEq => b.upper = Some((value, true)),
-            _ => {}
-        }
+        bounds[k].narrow(op, value);
     }
     bounds
 }
@@ -173,7 +181,7 @@ pub(crate) fn range_of(bounds: Vec<ColumnBounds>) -> KeyRange {
 }
 
 /// Splits `AND`s, and `BETWEEN` into its two comparisons.
-fn conjuncts(expr: &Expr, out: &mut Vec<Expr>) {
+pub(crate) fn conjuncts(expr: &Expr, out: &mut Vec<Expr>) {
     match expr {
         Expr::BinaryExpr(BinaryExpr {
             left,

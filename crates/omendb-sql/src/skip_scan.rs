@@ -46,15 +46,18 @@ pub(crate) struct SkipScan {
 }
 
 impl SkipScan {
+    /// A skip scan of `def`, whose key has two columns or more (those
+    /// `pushdown::skip_bounds` gives bounds for).
     pub(crate) fn new(
         reader: TxnReader,
         def: &TableDef,
         request: ScanRequest,
         second: ColumnBounds,
-    ) -> Result<SkipScan> {
+    ) -> SkipScan {
+        // skip_bounds only gives bounds for keys of two or more columns.
         let first = def.key_positions()[0];
         let column = &def.columns[first];
-        Ok(SkipScan {
+        SkipScan {
             reader,
             table: def.name.clone(),
             first: (column.name.clone(), column.data_type.clone()),
@@ -65,7 +68,7 @@ impl SkipScan {
             prefixes: 0,
             rows: 0,
             done: false,
-        })
+        }
     }
 
     /// Starts reading the next value's keys in range (or, when seeking

@@ -21,7 +21,7 @@ use crate::db::{
 use crate::error::{Result, StorageError};
 use crate::scan::{BatchScan, KeyRange, RowScan, ScanRequest};
 use crate::segment::Segment;
-use crate::types::{Value, decode_row, encode_row};
+use crate::types::{Value, compare, decode_row, encode_row};
 
 /// Isolation levels. PostgreSQL's SERIALIZABLE is the SQL layer's to map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -125,39 +125,31 @@ impl TxnReader {
     /// not counted. `None` without segments.
     pub fn segment_key_span(&self, table: &str) -> Result<Option<(Value, Value, u64)>> {
         let def = self.table(table)?;
+        let first = |key: &[u8]| -> Result<Value> {
+            let values = def.key_codec().decode(key).map_err(|detail| {
+                StorageError::corruption("segment key", format!("table {}", def.name), 0, detail)
+            })?;
+            values
+                .into_iter()
+                .next()
+                .ok_or_else(|| StorageError::internal("a segment key without columns"))
+        };
+        let less = |a: &Value, b: &Value| compare(a, b) == Some(std::cmp::Ordering::Less);
         let mut span: Option<(Value, Value, u64)> = None;
         for segment in self
             .snapshot
             .view
             .live_segments(def.id, self.snapshot.ts, &[])
         {
-            let first = |key: &[u8]| -> Result<Value> {
-                let values = def.key_codec().decode(key).map_err(|detail| {
-                    StorageError::corruption(
-                        "segment key",
-                        format!("table {}", def.name),
-                        0,
-                        detail,
-                    )
-                })?;
-                values
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| StorageError::internal("a segment key without columns"))
-            };
             let (low, high) = (first(&segment.meta.min_key)?, first(&segment.meta.max_key)?);
+            let rows = segment.meta.rows;
             span = Some(match span {
-                None => (low, high, segment.meta.rows),
-                Some((l, h, rows)) => {
-                    let less = |a: &Value, b: &Value| {
-                        crate::types::compare(a, b) == Some(std::cmp::Ordering::Less)
-                    };
-                    (
-                        if less(&low, &l) { low } else { l },
-                        if less(&h, &high) { high } else { h },
-                        rows + segment.meta.rows,
-                    )
-                }
+                None => (low, high, rows),
+                Some((l, h, n)) => (
+                    if less(&low, &l) { low } else { l },
+                    if less(&h, &high) { high } else { h },
+                    n + rows,
+                ),
             });
         }
         Ok(span)

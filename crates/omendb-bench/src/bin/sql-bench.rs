@@ -38,6 +38,7 @@ use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 use clap::Parser;
 use futures::TryStreamExt;
+use omendb_bench::scratch::ScratchDir;
 use omendb_bench::stores::{BenchResult, OmenDb, Session, Sqlite, Store};
 use omendb_bench::timeseries::{HOUR_US, INTERVAL_US, START_US, TimeSeries};
 use omendb_bench::timing::median;
@@ -159,28 +160,22 @@ struct Engines {
     sqlite: Connection,
 }
 
-/// Removes the benchmark's directory however the run ends.
-struct ScratchDir(PathBuf);
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.rows == 0 || args.devices == 0 || args.reps == 0 {
         eprintln!("--rows, --devices and --reps must be positive");
         return ExitCode::FAILURE;
     }
-    let base = args
-        .dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("omendb-sql-bench-{}", std::process::id()));
-    let scratch = ScratchDir(base);
-    match run(&args, &scratch.0) {
+    if let Some(unknown) = args
+        .workloads
+        .iter()
+        .find(|w| !WORKLOADS.iter().any(|k| k.name == w.as_str()))
+    {
+        eprintln!("unknown workload {unknown:?}");
+        return ExitCode::FAILURE;
+    }
+    let scratch = ScratchDir::new(args.dir.as_deref(), "omendb-sql-bench");
+    match run(&args, scratch.path()) {
         Ok(results) => {
             report(&args, &results);
             ExitCode::SUCCESS

@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use omendb_bench::scratch::ScratchDir;
 use omendb_bench::stores::{self, BenchResult, Session, Store};
 use omendb_bench::timeseries::{INTERVAL_US, START_US, TimeSeries};
 use omendb_bench::timing::median;
@@ -127,15 +128,6 @@ struct Contender {
     next_extra: AtomicU64,
 }
 
-/// Removes the benchmark's directory however the run ends.
-struct ScratchDir(PathBuf);
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.rows == 0 || args.devices == 0 || args.reps == 0 || args.threads == 0 {
@@ -150,13 +142,8 @@ fn main() -> ExitCode {
         eprintln!("unknown workload {unknown:?}");
         return ExitCode::FAILURE;
     }
-    let base = args
-        .dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir)
-        .join(format!("omendb-storage-bench-{}", std::process::id()));
-    let scratch = ScratchDir(base);
-    match run(&args, &scratch.0) {
+    let scratch = ScratchDir::new(args.dir.as_deref(), "omendb-storage-bench");
+    match run(&args, scratch.path()) {
         Ok(results) => {
             report(&args, &results);
             ExitCode::SUCCESS
