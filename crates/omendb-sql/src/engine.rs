@@ -410,7 +410,10 @@ impl QueryHandler for SqlEngine {
         {
             ctx.register_udf(function);
         }
-        for function in timeseries::aggregate_functions() {
+        for function in timeseries::aggregate_functions()
+            .into_iter()
+            .chain([crate::average::avg_function()])
+        {
             ctx.register_udaf(function);
         }
         SqlSession {

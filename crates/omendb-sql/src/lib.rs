@@ -16,6 +16,7 @@
 //! It never speaks a wire protocol.
 
 mod arith;
+mod average;
 mod ddl;
 mod dml;
 mod engine;

@@ -3,8 +3,11 @@
 //! of a cast constant, `?column?` for anything else. DataFusion names
 //! columns after their whole expression (`count(*)`, `t.a + Int64(1)`).
 
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+
 use datafusion::sql::sqlparser::ast::{
-    CastKind, Expr, Query, SelectItem, SetExpr, Value as SqlValue,
+    CastKind, Expr, Ident, Query, SelectItem, SetExpr, Value as SqlValue, VisitMut, VisitorMut,
 };
 
 use crate::engine::ident;
@@ -22,6 +25,53 @@ pub(crate) fn output_names(query: &Query) -> Option<Vec<String>> {
             _ => None,
         })
         .collect()
+}
+
+/// Gives an alias of its own to each select-list item (in `query` and every
+/// query nested in it) whose PostgreSQL name repeats an earlier item's:
+/// PostgreSQL allows `SELECT a, a` and `sum(n), sum(n::float8)`; DataFusion
+/// wants distinct names. Call after taking `output_names`.
+pub(crate) fn alias_repeated_names(query: &mut Query) {
+    struct Aliases;
+    impl VisitorMut for Aliases {
+        type Break = ();
+        fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+            alias_in(&mut query.body);
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = query.visit(&mut Aliases);
+}
+
+fn alias_in(body: &mut SetExpr) {
+    match body {
+        SetExpr::Select(select) => alias_list(&mut select.projection),
+        SetExpr::SetOperation { left, right, .. } => {
+            alias_in(left);
+            alias_in(right);
+        }
+        // Nested queries are visited on their own.
+        _ => {}
+    }
+}
+
+fn alias_list(items: &mut [SelectItem]) {
+    let mut seen = HashSet::new();
+    for (position, item) in items.iter_mut().enumerate() {
+        let name = match item {
+            SelectItem::UnnamedExpr(expr) => expr_name(expr),
+            SelectItem::ExprWithAlias { alias, .. } => ident(alias),
+            _ => continue,
+        };
+        if let SelectItem::UnnamedExpr(expr) = item
+            && !seen.insert(name.clone())
+        {
+            *item = SelectItem::ExprWithAlias {
+                expr: expr.clone(),
+                alias: Ident::with_quote('"', format!("{name}:{}", position + 1)),
+            };
+        }
+    }
 }
 
 /// The select list that names a query's columns: a set operation's come

@@ -73,9 +73,10 @@ impl PreparedQuery {
     pub(crate) async fn plan(
         session: &SqlSession,
         sql: String,
-        query: Box<Query>,
+        mut query: Box<Query>,
     ) -> Result<PreparedQuery> {
         let names = names::output_names(&query);
+        names::alias_repeated_names(&mut query);
         let plan = session
             .context()
             .state()

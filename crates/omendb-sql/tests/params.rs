@@ -95,6 +95,32 @@ async fn describe_gives_parameter_types_and_result_columns_without_running() {
     let names: Vec<&str> = columns.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(names, vec!["v", "count"]);
 
+    // Result types as PostgreSQL's: count is bigint, avg of integers numeric.
+    let described = f
+        .engine
+        .describe(
+            &mut f.session,
+            "SELECT count(*), avg(k), avg(n), avg(n * 0.5::float8) FROM kv",
+        )
+        .await
+        .unwrap();
+    let types: Vec<DataType> = described
+        .columns
+        .unwrap()
+        .fields()
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect();
+    assert_eq!(
+        types,
+        vec![
+            DataType::Int64,
+            DataType::Decimal128(38, 16),
+            DataType::Decimal128(38, 16),
+            DataType::Float64
+        ]
+    );
+
     let described = f
         .engine
         .describe(&mut f.session, "INSERT INTO kv (v, k) VALUES ($2, $1)")
