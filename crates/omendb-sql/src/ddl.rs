@@ -1,15 +1,17 @@
-//! DDL: CREATE TABLE, ALTER TABLE (ADD / DROP / RENAME COLUMN, RENAME TO)
-//! and TRUNCATE, as catalog changes in the session's transaction.
+//! DDL: CREATE TABLE, ALTER TABLE (ADD / DROP / RENAME COLUMN, RENAME TO),
+//! TRUNCATE, CREATE / DROP SCHEMA, as catalog changes in the session's
+//! transaction.
 
 use datafusion::sql::sqlparser::ast::{
     AlterTable, AlterTableOperation, ColumnDef as SqlColumnDef, ColumnOption, CreateTable,
-    RenameTableNameKind, TableConstraint, Truncate,
+    ObjectName, RenameTableNameKind, SchemaName, TableConstraint, Truncate,
 };
-use omendb_storage::{ColumnSpec, KeyRange, Value};
+use omendb_storage::{ColumnSpec, KeyRange, PUBLIC_SCHEMA, Value, schema_of};
 
-use crate::engine::{SqlSession, command, default_value, ident, query_text, table_name};
+use crate::engine::{SqlSession, command, default_value, ident, query_text};
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::StatementResult;
+use crate::schemas::{self, TableName};
 use crate::types::column_type;
 
 /// A column as declared, and whether it is declared the primary key.
@@ -38,7 +40,11 @@ pub(crate) fn create_table(session: &SqlSession, create: CreateTable) -> Result<
             "CREATE TABLE ... AS is not supported yet",
         ));
     }
-    let name = table_name(&create.name)?;
+    let table = TableName::of(&create.name)?;
+    let path = session.search_path();
+    let name = session
+        .txn()
+        .with(|txn| table.for_create(&txn.catalog(), &path))?;
     let mut specs = Vec::with_capacity(create.columns.len());
     let mut primary_key: Vec<String> = Vec::new();
     for column in &create.columns {
@@ -98,15 +104,103 @@ pub(crate) fn create_table(session: &SqlSession, create: CreateTable) -> Result<
     Ok(command("CREATE TABLE"))
 }
 
+/// The name of a schema as written (one identifier).
+fn schema_name(name: &ObjectName) -> Result<String> {
+    match name.0.as_slice() {
+        [part] => {
+            let name = part
+                .as_ident()
+                .map(ident)
+                .ok_or_else(|| SqlError::unsupported(format!("schema name {name}")))?;
+            schemas::check_identifier(&name)?;
+            Ok(name)
+        }
+        _ => Err(SqlError::new(
+            ErrorClass::SyntaxError,
+            format!("improper schema name: {name}"),
+        )),
+    }
+}
+
+pub(crate) fn create_schema(
+    session: &SqlSession,
+    name: &SchemaName,
+    if_not_exists: bool,
+) -> Result<StatementResult> {
+    let SchemaName::Simple(name) = name else {
+        return Err(SqlError::unsupported(
+            "CREATE SCHEMA ... AUTHORIZATION is not supported",
+        ));
+    };
+    let name = schema_name(name)?;
+    session.txn().with(|txn| {
+        let exists =
+            txn.catalog().has_schema(&name) || schemas::SYSTEM_SCHEMAS.contains(&name.as_str());
+        match (exists, if_not_exists) {
+            (true, true) => Ok(()),
+            (true, false) => Err(SqlError::new(
+                ErrorClass::DuplicateSchema,
+                format!("schema \"{name}\" already exists"),
+            )),
+            (false, _) => Ok(txn.create_schema(&name)?),
+        }
+    })?;
+    Ok(command("CREATE SCHEMA"))
+}
+
+/// `DROP SCHEMA`; with CASCADE the schemas' tables go too.
+pub(crate) fn drop_schemas(
+    session: &SqlSession,
+    names: &[ObjectName],
+    if_exists: bool,
+    cascade: bool,
+) -> Result<StatementResult> {
+    for name in names {
+        let name = schema_name(name)?;
+        if name == PUBLIC_SCHEMA || schemas::SYSTEM_SCHEMAS.contains(&name.as_str()) {
+            return Err(SqlError::unsupported(format!(
+                "dropping schema {name} is not supported"
+            )));
+        }
+        session.txn().with(|txn| {
+            let catalog = txn.catalog();
+            if !catalog.has_schema(&name) {
+                return match if_exists {
+                    true => Ok(()),
+                    false => Err(SqlError::new(
+                        ErrorClass::InvalidSchemaName,
+                        format!("schema \"{name}\" does not exist"),
+                    )),
+                };
+            }
+            if cascade {
+                for table in catalog.tables().filter(|t| schema_of(&t.name) == name) {
+                    txn.drop_table(&table.name)?;
+                }
+            }
+            Ok(txn.drop_schema(&name)?)
+        })?;
+    }
+    Ok(command("DROP SCHEMA"))
+}
+
 pub(crate) async fn alter_table(
     session: &SqlSession,
     alter: AlterTable,
 ) -> Result<StatementResult> {
-    let name = table_name(&alter.name)?;
-    let exists = session.txn().with(|txn| Ok(txn.table(&name).is_ok()))?;
-    if !exists && alter.if_exists {
-        return Ok(command("ALTER TABLE"));
-    }
+    let name = match session.find_table(&alter.name)? {
+        Some(name) => name,
+        None if alter.if_exists => return Ok(command("ALTER TABLE")),
+        None => {
+            return Err(SqlError::new(
+                ErrorClass::UndefinedTable,
+                format!(
+                    "relation \"{}\" does not exist",
+                    TableName::of(&alter.name)?
+                ),
+            ));
+        }
+    };
     for operation in alter.operations {
         let def = session.txn().with(|txn| Ok(txn.table(&name)?))?;
         let next = match operation {
@@ -189,14 +283,21 @@ pub(crate) async fn alter_table(
             } => def.with_column_renamed(&ident(&old_column_name), &ident(&new_column_name))?,
             AlterTableOperation::RenameTable { table_name: to } => {
                 let (RenameTableNameKind::As(to) | RenameTableNameKind::To(to)) = to;
-                let to = table_name(&to)?;
-                if session.txn().with(|txn| Ok(txn.table(&to).is_ok()))? {
+                let to = TableName::of(&to)?;
+                if to.schema.is_some() {
+                    return Err(SqlError::new(
+                        ErrorClass::SyntaxError,
+                        format!("RENAME TO takes a name without a schema: {to}"),
+                    ));
+                }
+                let stored = schemas::storage_name(schema_of(&def.name), &to.table);
+                if session.txn().with(|txn| Ok(txn.table(&stored).is_ok()))? {
                     return Err(SqlError::new(
                         ErrorClass::DuplicateTable,
                         format!("relation \"{to}\" already exists"),
                     ));
                 }
-                def.renamed(&to)
+                def.renamed(&stored)
             }
             other => {
                 return Err(SqlError::unsupported(format!(
@@ -211,7 +312,7 @@ pub(crate) async fn alter_table(
 
 pub(crate) fn truncate(session: &SqlSession, truncate: Truncate) -> Result<StatementResult> {
     for target in &truncate.table_names {
-        let name = table_name(&target.name)?;
+        let name = session.table_name(&target.name)?;
         session.txn().with(|txn| {
             txn.delete_range(&name, KeyRange::all())?;
             Ok(())

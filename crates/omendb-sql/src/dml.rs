@@ -17,10 +17,11 @@ use datafusion::sql::sqlparser::ast::{
 };
 use omendb_storage::{ColumnBuilder, KEY_COLUMN, TableDef, Value, value_at};
 
-use crate::engine::{SqlSession, cast_column, column_name, command, query_text, table_name};
+use crate::engine::{SqlSession, cast_column, column_name, command, query_text};
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::StatementResult;
 use crate::provider::{KEYS_SCHEMA, table_schema};
+use crate::schemas;
 
 /// The target table of a DML statement and how the statement names it.
 pub(crate) struct Target {
@@ -40,14 +41,14 @@ impl Target {
                 "a DML target cannot be a join",
             ));
         }
-        let table_name = table_name(name)?;
+        let table_name = session.table_name(name)?;
         let def = session
             .reader()
             .ok_or_else(|| SqlError::internal("DML without a reader"))?
             .table(&table_name)?;
         let alias = match alias {
             Some(alias) => alias.name.to_string(),
-            None => quoted(&table_name),
+            None => quoted(schemas::bare_name(&table_name)),
         };
         Ok(Target { def, alias })
     }

@@ -9,7 +9,7 @@ use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider};
+use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::{ScalarValue, TableReference};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::{SessionConfig, SessionContext};
@@ -26,21 +26,22 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use futures::TryStreamExt;
-use omendb_storage::{ColumnBuilder, Database, Isolation, ScanRequest, TableDef, Value, value_at};
+use omendb_storage::{
+    Catalog, ColumnBuilder, Database, Isolation, ScanRequest, TableDef, Value, value_at,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arith::IntegerArithmetic;
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::{Description, QueryHandler, StatementResult, TransactionStatus};
 use crate::prepared::{PlanCache, PreparedQuery};
-use crate::provider::{KEYS_SCHEMA, ReaderSlot, StorageSchema, TxnSlot, range_text};
+use crate::provider::{ReaderSlot, TxnSlot, range_text};
+use crate::schemas::{self, ROWS_SCHEMA, SEARCH_PATH_SCHEMA, StorageCatalog, TableName};
 use crate::settings::{self, SharedSettings};
 use crate::{ddl, dml, insert, keywords, timeseries};
 
 /// The DataFusion catalog of a session's tables.
 const CATALOG: &str = "omendb";
-/// The schema holding a statement's own rows while it runs.
-const ROWS_SCHEMA: &str = "_omendb_rows";
 
 /// The SQL engine of one database.
 #[derive(Clone, Debug)]
@@ -91,6 +92,36 @@ impl std::fmt::Debug for SqlSession {
 impl SqlSession {
     pub(crate) fn txn(&self) -> &TxnSlot {
         &self.txn
+    }
+
+    /// The schemas of the session's `search_path`.
+    pub(crate) fn search_path(&self) -> Vec<String> {
+        let setting = self.settings.lock().get("search_path").unwrap_or_default();
+        schemas::search_path(&setting)
+    }
+
+    /// The catalog as the session's transaction (else its statement
+    /// reader, as when describing) sees it.
+    fn catalog(&self) -> Result<Arc<Catalog>> {
+        if let Some(txn) = self.txn.lock().as_mut() {
+            return Ok(txn.catalog());
+        }
+        self.reader
+            .get()
+            .map(|reader| reader.catalog().clone())
+            .ok_or_else(|| SqlError::internal("no transaction for the statement"))
+    }
+
+    /// The storage name of the existing table `name` means, if any.
+    pub(crate) fn find_table(&self, name: &ObjectName) -> Result<Option<String>> {
+        let name = TableName::of(name)?;
+        Ok(name.find(&*self.catalog()?, &self.search_path()))
+    }
+
+    /// The storage name of the existing table `name` means; 42P01 if none.
+    pub(crate) fn table_name(&self, name: &ObjectName) -> Result<String> {
+        let name = TableName::of(name)?;
+        name.resolve(&*self.catalog()?, &self.search_path())
     }
 
     pub(crate) fn context(&self) -> &SessionContext {
@@ -321,6 +352,18 @@ impl SqlEngine {
         };
         match statement {
             Statement::CreateTable(create) => ddl::create_table(session, create),
+            Statement::CreateSchema {
+                schema_name,
+                if_not_exists,
+                ..
+            } => ddl::create_schema(session, &schema_name, if_not_exists),
+            Statement::Drop {
+                object_type: ObjectType::Schema,
+                if_exists,
+                names,
+                cascade,
+                ..
+            } => ddl::drop_schemas(session, &names, if_exists, cascade),
             Statement::AlterTable(alter) => ddl::alter_table(session, alter).await,
             Statement::Truncate(truncate) => ddl::truncate(session, truncate),
             Statement::Drop {
@@ -329,16 +372,18 @@ impl SqlEngine {
                 names,
                 ..
             } => {
-                session.txn.with(|txn| {
-                    for name in &names {
-                        let name = table_name(name)?;
-                        if if_exists && txn.table(&name).is_err() {
-                            continue;
+                for name in &names {
+                    match session.find_table(name)? {
+                        Some(name) => session.txn.with(|txn| Ok(txn.drop_table(&name)?))?,
+                        None if if_exists => {}
+                        None => {
+                            return Err(SqlError::new(
+                                ErrorClass::UndefinedTable,
+                                format!("table \"{}\" does not exist", TableName::of(name)?),
+                            ));
                         }
-                        txn.drop_table(&name)?;
                     }
-                    Ok(())
-                })?;
+                }
                 Ok(command("DROP TABLE"))
             }
             Statement::Insert(insert) => insert::insert(session, insert).await,
@@ -385,25 +430,20 @@ impl QueryHandler for SqlEngine {
     fn new_session(&self) -> SqlSession {
         let txn = Arc::new(TxnSlot::default());
         let config = SessionConfig::new()
-            .with_default_catalog_and_schema(CATALOG, "public")
+            .with_default_catalog_and_schema(CATALOG, SEARCH_PATH_SCHEMA)
             .with_create_default_catalog_and_schema(false);
         let mut ctx = SessionContext::new_with_config(config);
-        let catalog = MemoryCatalogProvider::new();
-        // Registering into a fresh in-memory catalog cannot fail.
         let reader = Arc::new(ReaderSlot::default());
-        for (name, with_keys) in [("public", false), (KEYS_SCHEMA, true)] {
-            let schema = StorageSchema {
-                reader: reader.clone(),
-                with_keys,
-            };
-            let _ = catalog.register_schema(name, Arc::new(schema));
-        }
-        let _ = catalog.register_schema(ROWS_SCHEMA, Arc::new(MemorySchemaProvider::new()));
+        let settings = Arc::new(SharedSettings::default());
+        let catalog = StorageCatalog {
+            reader: reader.clone(),
+            settings: settings.clone(),
+            rows: Arc::new(MemorySchemaProvider::new()),
+        };
         ctx.register_catalog(CATALOG, Arc::new(catalog));
         // Registering a planner on a fresh context cannot fail.
         let _ = ctx.register_expr_planner(Arc::new(IntegerArithmetic::new()));
-        let settings = Arc::new(SharedSettings::default());
-        for function in settings::functions(&settings)
+        for function in settings::functions(&settings, &reader)
             .into_iter()
             .chain(timeseries::scalar_functions())
             .chain([crate::arith::mod_function()])
@@ -569,7 +609,7 @@ async fn describe_statement(
                     columns: None,
                 });
             };
-            let name = table_name(name)?;
+            let name = session.table_name(name)?;
             let table = session
                 .reader
                 .get()
@@ -782,27 +822,6 @@ pub(crate) fn ident(ident: &Ident) -> String {
     }
 }
 
-/// The table a name refers to (`public.t` and `t` are the same table).
-pub(crate) fn table_name(name: &ObjectName) -> Result<String> {
-    let parts: Vec<String> = name
-        .0
-        .iter()
-        .map(|part| {
-            part.as_ident()
-                .map(ident)
-                .ok_or_else(|| SqlError::unsupported(format!("table name {name}")))
-        })
-        .collect::<Result<_>>()?;
-    match parts.as_slice() {
-        [table] => Ok(table.clone()),
-        [schema, table] if schema == "public" => Ok(table.clone()),
-        _ => Err(SqlError::new(
-            ErrorClass::UndefinedTable,
-            format!("relation \"{name}\" does not exist"),
-        )),
-    }
-}
-
 pub(crate) fn column_name(name: &ObjectName) -> Result<String> {
     match name.0.as_slice() {
         [part] => part
@@ -843,8 +862,9 @@ async fn run_prepared(
         .reader
         .get()
         .ok_or_else(|| SqlError::internal("query without a reader"))?;
-    // A table it reads has changed since it was planned: plan it again.
-    let prepared = if prepared.is_current(reader.catalog()) {
+    // A table it reads or the search path has changed since it was
+    // planned: plan it again.
+    let prepared = if prepared.is_current(reader.catalog(), &session.search_path()) {
         prepared
     } else {
         let mut statements = parse(&prepared.sql)?;

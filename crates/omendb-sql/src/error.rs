@@ -21,6 +21,9 @@ pub enum ErrorClass {
     UndefinedObject,
     DuplicateTable,
     DuplicateColumn,
+    InvalidSchemaName,
+    DuplicateSchema,
+    DependentObjectsStillExist,
     DatatypeMismatch,
     InvalidTextRepresentation,
     NumericValueOutOfRange,
@@ -58,6 +61,9 @@ impl ErrorClass {
             ErrorClass::UndefinedObject => "42704",
             ErrorClass::DuplicateTable => "42P07",
             ErrorClass::DuplicateColumn => "42701",
+            ErrorClass::InvalidSchemaName => "3F000",
+            ErrorClass::DuplicateSchema => "42P06",
+            ErrorClass::DependentObjectsStillExist => "2BP01",
             ErrorClass::DatatypeMismatch => "42804",
             ErrorClass::InvalidTextRepresentation => "22P02",
             ErrorClass::NumericValueOutOfRange => "22003",
@@ -128,6 +134,9 @@ impl From<StorageError> for SqlError {
             ErrorKind::DuplicateTable => ErrorClass::DuplicateTable,
             ErrorKind::UndefinedColumn => ErrorClass::UndefinedColumn,
             ErrorKind::DuplicateColumn => ErrorClass::DuplicateColumn,
+            ErrorKind::UndefinedSchema => ErrorClass::InvalidSchemaName,
+            ErrorKind::DuplicateSchema => ErrorClass::DuplicateSchema,
+            ErrorKind::SchemaNotEmpty => ErrorClass::DependentObjectsStillExist,
             ErrorKind::InvalidInput => ErrorClass::DataException,
             ErrorKind::Unsupported => ErrorClass::FeatureNotSupported,
             ErrorKind::DiskFull => ErrorClass::DiskFull,
@@ -181,11 +190,34 @@ fn classify(error: &DataFusionError) -> SqlError {
             };
             SqlError::new(class, error.message().into_owned())
         }
-        E::Plan(message) => SqlError::new(plan_class(message), message.clone()),
+        E::Plan(message) => match plan_class(message) {
+            ErrorClass::UndefinedTable => {
+                SqlError::new(ErrorClass::UndefinedTable, missing_relation(message))
+            }
+            class => SqlError::new(class, message.clone()),
+        },
         E::ResourcesExhausted(message) => SqlError::new(ErrorClass::OutOfMemory, message.clone()),
         E::Execution(message) => SqlError::new(execution_class(message), message.clone()),
         other => SqlError::internal(other.message().into_owned()),
     }
+}
+
+/// PostgreSQL's message for DataFusion's "table 'omendb.s.t' not found":
+/// the relation as written (without the catalog and internal schemas).
+fn missing_relation(message: &str) -> String {
+    let quoted = message
+        .split_once("table '")
+        .and_then(|(_, rest)| rest.split_once("' not found"))
+        .map(|(name, _)| name);
+    let Some(name) = quoted else {
+        return message.to_string();
+    };
+    let name = name.strip_prefix("omendb.").unwrap_or(name);
+    let name = name
+        .strip_prefix(crate::schemas::SEARCH_PATH_SCHEMA)
+        .and_then(|n| n.strip_prefix('.'))
+        .unwrap_or(name);
+    format!("relation \"{name}\" does not exist")
 }
 
 /// Planner errors carry their kind only in the text.
@@ -234,4 +266,23 @@ fn classify_arrow(error: &ArrowError) -> SqlError {
         _ => ErrorClass::DataException,
     };
     SqlError::new(class, error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_tables_are_named_as_written() {
+        let message = |m: &str| missing_relation(m);
+        assert_eq!(
+            message("table 'omendb._omendb_search_path.t' not found"),
+            "relation \"t\" does not exist"
+        );
+        assert_eq!(
+            message("table 'omendb.s.t' not found"),
+            "relation \"s.t\" does not exist"
+        );
+        assert_eq!(message("something else"), "something else");
+    }
 }

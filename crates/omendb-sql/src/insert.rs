@@ -15,9 +15,7 @@ use datafusion::sql::sqlparser::ast::{
 use omendb_storage::{TableDef, Value, value_at};
 
 use crate::dml::{Target, apply_updates, assigned_values, quoted, returning, rows_batch};
-use crate::engine::{
-    SqlSession, cast_column, column_name, command, default_value, ident, query, table_name,
-};
+use crate::engine::{SqlSession, cast_column, column_name, command, default_value, ident, query};
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::StatementResult;
 
@@ -28,7 +26,7 @@ pub(crate) async fn insert(session: &SqlSession, insert: Insert) -> Result<State
     let Some(source) = insert.source else {
         return Err(SqlError::unsupported("INSERT without VALUES or SELECT"));
     };
-    let name = table_name(name)?;
+    let name = session.table_name(name)?;
     let def = session.txn().with(|txn| Ok(txn.table(&name)?))?;
     let alias = insert
         .table_alias

@@ -28,6 +28,7 @@ mod names;
 mod prepared;
 mod provider;
 mod pushdown;
+mod schemas;
 mod settings;
 mod skip_scan;
 mod text;

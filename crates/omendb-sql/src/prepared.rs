@@ -63,6 +63,8 @@ pub(crate) struct PreparedQuery {
     pub(crate) schema: SchemaRef,
     /// The tables the plan reads, as they were when it was made.
     tables: Vec<Arc<TableDef>>,
+    /// The search path its unqualified names were resolved along.
+    search_path: Vec<String>,
     /// Set when the query can take the fast path.
     lookup: Option<KeyLookup>,
 }
@@ -95,14 +97,15 @@ impl PreparedQuery {
             names,
             schema,
             tables,
+            search_path: session.search_path(),
             lookup,
         })
     }
 
-    /// Whether the tables the plan reads are still as they were in
-    /// `catalog`.
-    pub(crate) fn is_current(&self, catalog: &Catalog) -> bool {
-        self.tables.iter().all(|def| unchanged(catalog, def))
+    /// Whether the plan still holds: the tables it reads are as they were
+    /// (in `catalog`) and names resolve along the same `search_path`.
+    pub(crate) fn is_current(&self, catalog: &Catalog, search_path: &[String]) -> bool {
+        self.search_path == search_path && self.tables.iter().all(|def| unchanged(catalog, def))
     }
 
     /// The storage read that answers the query with `params`, when it

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
-use datafusion::catalog::SchemaProvider;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::TableType;
@@ -76,53 +75,30 @@ impl ReaderSlot {
     }
 }
 
-/// The `public` schema: every table of the storage catalog, as the
-/// running statement sees it. With `with_keys` (the internal schema
-/// UPDATE and DELETE read from) each table has one more column, `_key`:
-/// the encoded primary key (or hidden row id) a write addresses.
-#[derive(Debug)]
-pub(crate) struct StorageSchema {
-    pub(crate) reader: Arc<ReaderSlot>,
-    pub(crate) with_keys: bool,
-}
-
 /// The schema whose tables carry their `_key` column.
 pub(crate) const KEYS_SCHEMA: &str = "_omendb_keys";
 
-impl StorageSchema {
-    fn def(&self, name: &str) -> Option<Arc<TableDef>> {
-        self.reader.get()?.table(name).ok()
-    }
-}
-
-#[async_trait]
-impl SchemaProvider for StorageSchema {
-    fn table_names(&self) -> Vec<String> {
-        match self.reader.get() {
-            Some(reader) => reader.catalog().tables().map(|t| t.name.clone()).collect(),
-            None => Vec::new(),
+impl StorageTable {
+    /// A provider of `def` read through `reader`; with `with_keys`, the
+    /// table has one more column, `_key`: the encoded primary key (or hidden
+    /// row id) a write addresses.
+    pub(crate) fn new(
+        def: Arc<TableDef>,
+        reader: Arc<ReaderSlot>,
+        with_keys: bool,
+    ) -> StorageTable {
+        let mut schema = table_schema(&def);
+        if with_keys {
+            let mut fields: Vec<Field> =
+                schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new(KEY_COLUMN, DataType::Binary, false));
+            schema = Arc::new(Schema::new(fields));
         }
-    }
-
-    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
-        Ok(self.def(name).map(|def| {
-            let mut schema = table_schema(&def);
-            if self.with_keys {
-                let mut fields: Vec<Field> =
-                    schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-                fields.push(Field::new(KEY_COLUMN, DataType::Binary, false));
-                schema = Arc::new(Schema::new(fields));
-            }
-            Arc::new(StorageTable {
-                schema,
-                def,
-                reader: self.reader.clone(),
-            }) as Arc<dyn TableProvider>
-        }))
-    }
-
-    fn table_exist(&self, name: &str) -> bool {
-        self.def(name).is_some()
+        StorageTable {
+            schema,
+            def,
+            reader,
+        }
     }
 }
 

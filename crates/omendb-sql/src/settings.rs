@@ -15,6 +15,8 @@ use datafusion::logical_expr::{
 };
 
 use crate::error::{ErrorClass, Result, SqlError};
+use crate::provider::ReaderSlot;
+use crate::schemas;
 
 /// Every parameter: its name as PostgreSQL spells it, its default, and
 /// whether a session may change it.
@@ -319,15 +321,14 @@ impl ScalarUDFImpl for SettingFunction {
     }
 }
 
-/// The schemas that exist (there is no CREATE SCHEMA yet).
-const SCHEMAS: &[&str] = &["public", "pg_catalog", "information_schema"];
-
 /// A function of no arguments answering from the session:
 /// `current_schema()`, `current_database()`, `version()`.
 #[derive(Debug)]
 struct SessionInfo {
     name: &'static str,
     settings: Arc<SharedSettings>,
+    /// The running statement's catalog (which schemas exist).
+    reader: Arc<ReaderSlot>,
     signature: Signature,
 }
 
@@ -374,9 +375,13 @@ impl ScalarUDFImpl for SessionInfo {
                     .lock()
                     .get("search_path")
                     .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                path.split(',')
-                    .map(|s| s.trim().trim_matches('"').to_string())
-                    .find(|s| SCHEMAS.contains(&s.as_str()))
+                let reader = self.reader.get();
+                schemas::search_path(&path).into_iter().find(|schema| {
+                    schemas::SYSTEM_SCHEMAS.contains(&schema.as_str())
+                        || reader
+                            .as_ref()
+                            .is_some_and(|r| r.catalog().has_schema(schema))
+                })
             }
         };
         Ok(ColumnarValue::Scalar(
@@ -386,7 +391,10 @@ impl ScalarUDFImpl for SessionInfo {
 }
 
 /// The setting and session functions of a session.
-pub(crate) fn functions(settings: &Arc<SharedSettings>) -> Vec<ScalarUDF> {
+pub(crate) fn functions(
+    settings: &Arc<SharedSettings>,
+    reader: &Arc<ReaderSlot>,
+) -> Vec<ScalarUDF> {
     let setting = [false, true].into_iter().map(|set| {
         ScalarUDF::from(SettingFunction {
             settings: settings.clone(),
@@ -400,6 +408,7 @@ pub(crate) fn functions(settings: &Arc<SharedSettings>) -> Vec<ScalarUDF> {
             ScalarUDF::from(SessionInfo {
                 name,
                 settings: settings.clone(),
+                reader: reader.clone(),
                 signature: Signature::nullary(Volatility::Stable),
             })
         });

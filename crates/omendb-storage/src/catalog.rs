@@ -1,4 +1,10 @@
-//! The catalog: which tables exist, their columns and primary keys.
+//! The catalog: which schemas and tables exist, the tables' columns and
+//! primary keys.
+//!
+//! Tables live in one namespace of names. A table of a schema other than
+//! `public` is named `schema.table`; a schema must exist before tables go
+//! into it, and can be dropped only once it holds none. (The SQL layer
+//! refuses identifiers with a `.`, so the mapping is one to one.)
 //!
 //! Columns have ids that never change or get reused, and stored rows name
 //! columns by id, so renaming, adding or dropping a column never rewrites
@@ -9,13 +15,22 @@
 
 mod codec;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 pub(crate) use codec::{decode_catalog, decode_op, encode_catalog, encode_op};
 
 use crate::error::{Result, StorageError};
 use crate::types::{DataType, KeyCodec, Value};
+
+/// The schema of tables whose name has no schema part.
+pub const PUBLIC_SCHEMA: &str = "public";
+
+/// The schema of the table named `name` (`s` of `s.t`; else `public`).
+pub fn schema_of(name: &str) -> &str {
+    name.split_once('.')
+        .map_or(PUBLIC_SCHEMA, |(schema, _)| schema)
+}
 
 /// Identifies a table for its whole life; never reused.
 pub type TableId = u64;
@@ -283,27 +298,53 @@ pub enum CatalogOp {
     DropTable(TableId),
     /// Replaces a table's definition (columns or name changed).
     AlterTable(TableDef),
+    CreateSchema(String),
+    DropSchema(String),
 }
 
 impl CatalogOp {
-    /// The table the operation is about.
-    pub fn table_id(&self) -> TableId {
+    /// The table the operation is about, if any.
+    pub fn table_id(&self) -> Option<TableId> {
         match self {
-            CatalogOp::CreateTable(def) | CatalogOp::AlterTable(def) => def.id,
-            CatalogOp::DropTable(id) => *id,
+            CatalogOp::CreateTable(def) | CatalogOp::AlterTable(def) => Some(def.id),
+            CatalogOp::DropTable(id) => Some(*id),
+            CatalogOp::CreateSchema(_) | CatalogOp::DropSchema(_) => None,
         }
     }
 }
 
-/// All tables, by id and by name.
+/// All schemas, and all tables by id and by name.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Catalog {
     tables: BTreeMap<TableId, Arc<TableDef>>,
     names: BTreeMap<String, TableId>,
+    /// Schemas besides `public`, which always exists.
+    schemas: BTreeSet<String>,
     next_table_id: TableId,
 }
 
 impl Catalog {
+    /// Whether the schema `name` exists.
+    pub fn has_schema(&self, name: &str) -> bool {
+        name == PUBLIC_SCHEMA || self.schemas.contains(name)
+    }
+
+    /// Every schema, `public` first.
+    pub fn schemas(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(PUBLIC_SCHEMA).chain(self.schemas.iter().map(String::as_str))
+    }
+
+    /// An error unless the schema of the table named `name` exists.
+    fn check_schema_of(&self, name: &str) -> Result<()> {
+        let schema = schema_of(name);
+        match self.has_schema(schema) {
+            true => Ok(()),
+            false => Err(StorageError::UndefinedSchema {
+                schema: schema.into(),
+            }),
+        }
+    }
+
     /// The table named `name`.
     pub fn table(&self, name: &str) -> Result<&Arc<TableDef>> {
         self.names
@@ -331,6 +372,7 @@ impl Catalog {
     pub fn apply(&mut self, op: &CatalogOp) -> Result<()> {
         match op {
             CatalogOp::CreateTable(def) => {
+                self.check_schema_of(&def.name)?;
                 if self.names.contains_key(&def.name) {
                     return Err(StorageError::DuplicateTable {
                         table: def.name.clone(),
@@ -363,6 +405,7 @@ impl Catalog {
                         table: def.name.clone(),
                     })?;
                 if old.name != def.name {
+                    self.check_schema_of(&def.name)?;
                     if self.names.contains_key(&def.name) {
                         return Err(StorageError::DuplicateTable {
                             table: def.name.clone(),
@@ -372,6 +415,32 @@ impl Catalog {
                     self.names.insert(def.name.clone(), def.id);
                 }
                 self.tables.insert(def.id, Arc::new(def.clone()));
+            }
+            CatalogOp::CreateSchema(name) => {
+                if self.has_schema(name) {
+                    return Err(StorageError::DuplicateSchema {
+                        schema: name.clone(),
+                    });
+                }
+                if name.contains('.') {
+                    return Err(StorageError::InvalidInput {
+                        message: format!("schema name \"{name}\" contains a \".\""),
+                    });
+                }
+                self.schemas.insert(name.clone());
+            }
+            CatalogOp::DropSchema(name) => {
+                if !self.schemas.contains(name) {
+                    return Err(StorageError::UndefinedSchema {
+                        schema: name.clone(),
+                    });
+                }
+                if self.names.keys().any(|table| schema_of(table) == name) {
+                    return Err(StorageError::SchemaNotEmpty {
+                        schema: name.clone(),
+                    });
+                }
+                self.schemas.remove(name);
             }
         }
         Ok(())

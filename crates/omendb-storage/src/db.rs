@@ -563,8 +563,11 @@ impl Engine {
             for op in request.catalog_ops {
                 // DDL on a table another transaction changed since ours began
                 // would silently undo that change.
-                let id = op.table_id();
-                if request.base_catalog.table_by_id(id) != latest.table_by_id(id) {
+                // (A schema operation checks itself against the latest
+                // catalog when applied.)
+                if let Some(id) = op.table_id()
+                    && request.base_catalog.table_by_id(id) != latest.table_by_id(id)
+                {
                     let name = latest
                         .table_by_id(id)
                         .map_or_else(|| format!("with id {id}"), |t| t.name.clone());

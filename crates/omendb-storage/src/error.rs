@@ -19,6 +19,12 @@ pub enum ErrorKind {
     UndefinedTable,
     /// A table of that name exists already.
     DuplicateTable,
+    /// No such schema.
+    UndefinedSchema,
+    /// A schema of that name exists already.
+    DuplicateSchema,
+    /// A schema still holds tables.
+    SchemaNotEmpty,
     /// No such column.
     UndefinedColumn,
     /// A column of that name exists already.
@@ -54,6 +60,12 @@ pub enum StorageError {
     UndefinedTable { table: String },
     #[error("table \"{table}\" already exists")]
     DuplicateTable { table: String },
+    #[error("schema \"{schema}\" does not exist")]
+    UndefinedSchema { schema: String },
+    #[error("schema \"{schema}\" already exists")]
+    DuplicateSchema { schema: String },
+    #[error("cannot drop schema {schema} because tables depend on it")]
+    SchemaNotEmpty { schema: String },
     #[error("column \"{column}\" of table \"{table}\" does not exist")]
     UndefinedColumn { table: String, column: String },
     #[error("column \"{column}\" of table \"{table}\" already exists")]
@@ -96,6 +108,9 @@ impl StorageError {
             StorageError::SerializationFailure { .. } => ErrorKind::SerializationFailure,
             StorageError::UndefinedTable { .. } => ErrorKind::UndefinedTable,
             StorageError::DuplicateTable { .. } => ErrorKind::DuplicateTable,
+            StorageError::UndefinedSchema { .. } => ErrorKind::UndefinedSchema,
+            StorageError::DuplicateSchema { .. } => ErrorKind::DuplicateSchema,
+            StorageError::SchemaNotEmpty { .. } => ErrorKind::SchemaNotEmpty,
             StorageError::UndefinedColumn { .. } => ErrorKind::UndefinedColumn,
             StorageError::DuplicateColumn { .. } => ErrorKind::DuplicateColumn,
             StorageError::InvalidInput { .. } => ErrorKind::InvalidInput,

@@ -35,7 +35,10 @@ mod txn;
 mod types;
 mod wal;
 
-pub use catalog::{Catalog, CatalogOp, ColumnDef, ColumnId, ColumnSpec, TableDef, TableId};
+pub use catalog::{
+    Catalog, CatalogOp, ColumnDef, ColumnId, ColumnSpec, PUBLIC_SCHEMA, TableDef, TableId,
+    schema_of,
+};
 pub use db::{Database, Options};
 pub use error::{ErrorKind, Result, StorageError};
 pub use io::fault::{CrashMode, Fault, FaultFs, Op as FaultOp};

@@ -24,7 +24,8 @@ use crate::segment::SegmentMeta;
 use crate::types::row_codec::{Reader, put_varint};
 
 const MAGIC: [u8; 4] = *b"OMMF";
-const VERSION: u16 = 1;
+/// 2: the catalog lists its schemas.
+const VERSION: u16 = 2;
 const HEADER_LEN: usize = 16;
 pub(crate) const MANIFEST: &str = "MANIFEST";
 const MANIFEST_TMP: &str = "MANIFEST.tmp";

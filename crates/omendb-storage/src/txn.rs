@@ -305,6 +305,16 @@ impl Transaction {
         self.table(name)
     }
 
+    /// Creates a schema (tables go into it as `schema.table`).
+    pub fn create_schema(&mut self, name: &str) -> Result<()> {
+        self.change_catalog(CatalogOp::CreateSchema(name.into()))
+    }
+
+    /// Drops a schema that holds no tables.
+    pub fn drop_schema(&mut self, name: &str) -> Result<()> {
+        self.change_catalog(CatalogOp::DropSchema(name.into()))
+    }
+
     /// Drops a table and, with it, its rows.
     pub fn drop_table(&mut self, name: &str) -> Result<()> {
         let id = self.table(name)?.id;

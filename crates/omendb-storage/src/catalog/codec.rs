@@ -9,6 +9,8 @@ use crate::types::{DataType, Value, decode_row, encode_row};
 const CREATE: u8 = 1;
 const DROP: u8 = 2;
 const ALTER: u8 = 3;
+const CREATE_SCHEMA: u8 = 4;
+const DROP_SCHEMA: u8 = 5;
 
 /// Appends `op`.
 pub(crate) fn encode_op(op: &CatalogOp, out: &mut Vec<u8>) {
@@ -25,6 +27,14 @@ pub(crate) fn encode_op(op: &CatalogOp, out: &mut Vec<u8>) {
             out.push(ALTER);
             encode_table(def, out);
         }
+        CatalogOp::CreateSchema(name) => {
+            out.push(CREATE_SCHEMA);
+            put_str(out, name);
+        }
+        CatalogOp::DropSchema(name) => {
+            out.push(DROP_SCHEMA);
+            put_str(out, name);
+        }
     }
 }
 
@@ -34,6 +44,8 @@ pub(crate) fn decode_op(reader: &mut Reader<'_>) -> Result<CatalogOp, String> {
         CREATE => CatalogOp::CreateTable(decode_table(reader)?),
         DROP => CatalogOp::DropTable(reader.varint()?),
         ALTER => CatalogOp::AlterTable(decode_table(reader)?),
+        CREATE_SCHEMA => CatalogOp::CreateSchema(get_str(reader)?),
+        DROP_SCHEMA => CatalogOp::DropSchema(get_str(reader)?),
         other => return Err(format!("unknown catalog operation {other}")),
     })
 }
@@ -41,6 +53,10 @@ pub(crate) fn decode_op(reader: &mut Reader<'_>) -> Result<CatalogOp, String> {
 /// Appends the whole catalog.
 pub(crate) fn encode_catalog(catalog: &Catalog, out: &mut Vec<u8>) {
     put_varint(out, catalog.next_table_id);
+    put_varint(out, catalog.schemas.len() as u64);
+    for schema in &catalog.schemas {
+        put_str(out, schema);
+    }
     put_varint(out, catalog.tables.len() as u64);
     for def in catalog.tables.values() {
         encode_table(def, out);
@@ -50,8 +66,13 @@ pub(crate) fn encode_catalog(catalog: &Catalog, out: &mut Vec<u8>) {
 /// Reads a whole catalog.
 pub(crate) fn decode_catalog(reader: &mut Reader<'_>) -> Result<Catalog, String> {
     let next_table_id = reader.varint()?;
-    let count = reader.count("tables")?;
     let mut catalog = Catalog::default();
+    for _ in 0..reader.count("schemas")? {
+        catalog
+            .apply(&CatalogOp::CreateSchema(get_str(reader)?))
+            .map_err(|e| e.to_string())?;
+    }
+    let count = reader.count("tables")?;
     for _ in 0..count {
         let def = decode_table(reader)?;
         catalog
@@ -250,12 +271,17 @@ mod tests {
             ColumnSpec::new("j", DataType::Jsonb),
             ColumnSpec::new("u", DataType::Uuid),
         ];
-        let a = TableDef::new(3, "public.a", every_type, &["id"]).unwrap();
+        let a = TableDef::new(3, "metrics.a", every_type, &["id"]).unwrap();
         let a = a
             .with_column_added(ColumnSpec::new("x", DataType::Int16), Value::Int16(7))
             .unwrap();
         let b = TableDef::new(5, "b", vec![ColumnSpec::new("x", DataType::Float32)], &[]).unwrap();
         let mut catalog = Catalog::default();
+        for schema in ["metrics", "empty"] {
+            catalog
+                .apply(&CatalogOp::CreateSchema(schema.into()))
+                .unwrap();
+        }
         catalog.apply(&CatalogOp::CreateTable(a)).unwrap();
         catalog.apply(&CatalogOp::CreateTable(b)).unwrap();
         catalog
@@ -268,11 +294,13 @@ mod tests {
         encode_catalog(&catalog, &mut bytes);
         assert_eq!(decode_catalog(&mut Reader::new(&bytes)).unwrap(), catalog);
 
-        let def = catalog.table("public.a").unwrap().as_ref().clone();
+        let def = catalog.table("metrics.a").unwrap().as_ref().clone();
         for op in [
             CatalogOp::CreateTable(def.clone()),
             CatalogOp::AlterTable(def),
             CatalogOp::DropTable(9),
+            CatalogOp::CreateSchema("s".into()),
+            CatalogOp::DropSchema("s".into()),
         ] {
             let mut bytes = Vec::new();
             encode_op(&op, &mut bytes);

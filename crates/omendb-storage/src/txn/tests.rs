@@ -500,3 +500,82 @@ fn merged_scans_take_one_version_per_key_from_segments_holding_several() {
     expected.push((5000, "theirs".to_string()));
     assert_eq!(scan_range(&mut new, 0, 6000), expected);
 }
+
+#[test]
+fn schemas_are_transactional_guard_their_tables_and_survive_crashes() {
+    let (fs, db) = setup();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.create_schema("sensors").unwrap();
+    let mut other = db.begin(Isolation::ReadCommitted);
+    assert_eq!(
+        other
+            .create_table(
+                "sensors.t",
+                vec![ColumnSpec::new("x", DataType::Int32)],
+                &["x"]
+            )
+            .unwrap_err()
+            .kind(),
+        ErrorKind::UndefinedSchema,
+        "an uncommitted schema is private"
+    );
+    txn.create_table(
+        "sensors.t",
+        vec![ColumnSpec::new("x", DataType::Int32)],
+        &["x"],
+    )
+    .unwrap();
+    txn.insert("sensors.t", vec![Value::Int32(1)]).unwrap();
+    assert_eq!(
+        txn.drop_schema("sensors").unwrap_err().kind(),
+        ErrorKind::SchemaNotEmpty
+    );
+    txn.commit().unwrap();
+    assert_eq!(
+        db.begin(Isolation::ReadCommitted)
+            .create_schema("sensors")
+            .unwrap_err()
+            .kind(),
+        ErrorKind::DuplicateSchema
+    );
+
+    // Recovered from the WAL, then from the manifest after a flush.
+    let fs = fs.crash(CrashMode::DropUnsynced);
+    let db = open(&fs);
+    assert!(db.catalog().has_schema("sensors"));
+    assert!(db.catalog().table("sensors.t").is_ok());
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.create_schema("empty").unwrap();
+    txn.commit().unwrap();
+    db.flush().unwrap();
+    let fs = fs.crash(CrashMode::DropUnsynced);
+    let db = open(&fs);
+    let catalog = db.catalog();
+    let schemas: Vec<&str> = catalog.schemas().collect();
+    assert_eq!(schemas, vec!["public", "empty", "sensors"]);
+
+    // A schema dropped while another transaction creates a table in it:
+    // the later commit fails.
+    let mut creator = db.begin(Isolation::ReadCommitted);
+    creator
+        .create_table(
+            "empty.t",
+            vec![ColumnSpec::new("x", DataType::Int32)],
+            &["x"],
+        )
+        .unwrap();
+    let mut dropper = db.begin(Isolation::ReadCommitted);
+    dropper.drop_schema("empty").unwrap();
+    dropper.commit().unwrap();
+    assert_eq!(
+        creator.commit().unwrap_err().kind(),
+        ErrorKind::UndefinedSchema
+    );
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.drop_table("sensors.t").unwrap();
+    txn.drop_schema("sensors").unwrap();
+    txn.commit().unwrap();
+    let db = open(&fs.crash(CrashMode::DropUnsynced));
+    let catalog = db.catalog();
+    assert_eq!(catalog.schemas().collect::<Vec<_>>(), vec!["public"]);
+}
