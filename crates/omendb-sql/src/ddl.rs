@@ -4,26 +4,44 @@
 
 use datafusion::sql::sqlparser::ast::{
     AlterTable, AlterTableOperation, ColumnDef as SqlColumnDef, ColumnOption, CreateTable,
-    ObjectName, RenameTableNameKind, SchemaName, TableConstraint, Truncate,
+    NullsDistinctOption, ObjectName, RenameTableNameKind, SchemaName, TableConstraint, Truncate,
+    UniqueConstraint,
 };
 use omendb_storage::{ColumnSpec, KeyRange, PUBLIC_SCHEMA, Value, schema_of};
 
+use crate::dml::quoted;
 use crate::engine::{SqlSession, command, default_value, ident, query_text};
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::StatementResult;
+use crate::provider::KEYS_SCHEMA;
 use crate::schemas::{self, TableName};
 use crate::types::column_type;
 
-/// A column as declared, and whether it is declared the primary key.
-fn column_spec(column: &SqlColumnDef) -> Result<(ColumnSpec, bool)> {
-    let mut spec = ColumnSpec::new(ident(&column.name), column_type(&column.data_type)?);
-    let mut is_key = false;
+/// A column as declared: whether it is the primary key, and its UNIQUE
+/// constraint (with its name, if given).
+struct DeclaredColumn {
+    spec: ColumnSpec,
+    is_key: bool,
+    unique: Option<Option<String>>,
+}
+
+fn column_spec(column: &SqlColumnDef) -> Result<DeclaredColumn> {
+    let mut declared = DeclaredColumn {
+        spec: ColumnSpec::new(ident(&column.name), column_type(&column.data_type)?),
+        is_key: false,
+        unique: None,
+    };
     for option in &column.options {
         match &option.option {
             ColumnOption::Null => {}
-            ColumnOption::NotNull => spec.nullable = false,
-            ColumnOption::Default(expr) => spec.default = Some(expr.to_string()),
-            ColumnOption::PrimaryKey(_) => is_key = true,
+            ColumnOption::NotNull => declared.spec.nullable = false,
+            ColumnOption::Default(expr) => declared.spec.default = Some(expr.to_string()),
+            ColumnOption::PrimaryKey(_) => declared.is_key = true,
+            ColumnOption::Unique(unique) => {
+                check_unique(unique)?;
+                let name = option.name.as_ref().or(unique.name.as_ref());
+                declared.unique = Some(name.map(ident));
+            }
             other => {
                 return Err(SqlError::unsupported(format!(
                     "column option {other} is not supported yet"
@@ -31,7 +49,59 @@ fn column_spec(column: &SqlColumnDef) -> Result<(ColumnSpec, bool)> {
             }
         }
     }
-    Ok((spec, is_key))
+    Ok(declared)
+}
+
+/// Refuses the UNIQUE variants not supported.
+fn check_unique(unique: &UniqueConstraint) -> Result<()> {
+    match unique.nulls_distinct {
+        NullsDistinctOption::NotDistinct => Err(SqlError::unsupported(
+            "UNIQUE NULLS NOT DISTINCT is not supported",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The columns of a UNIQUE table constraint.
+fn unique_columns(unique: &UniqueConstraint) -> Result<Vec<String>> {
+    check_unique(unique)?;
+    unique
+        .columns
+        .iter()
+        .map(|column| match &column.column.expr {
+            datafusion::sql::sqlparser::ast::Expr::Identifier(id) => Ok(ident(id)),
+            other => Err(SqlError::unsupported(format!(
+                "unique constraint on expression {other}"
+            ))),
+        })
+        .collect()
+}
+
+/// Adds a unique constraint on `columns` of the table stored as `table`,
+/// named `name` or as PostgreSQL would name it (`t_a_b_key`, then
+/// `t_a_b_key1`, ... while taken).
+fn add_unique(
+    session: &SqlSession,
+    table: &str,
+    name: Option<String>,
+    columns: &[String],
+) -> Result<()> {
+    session.txn().with(|txn| {
+        let def = txn.table(table)?;
+        let name = name.unwrap_or_else(|| {
+            let base = format!("{}_{}_key", schemas::bare_name(table), columns.join("_"));
+            let taken = |n: &str| def.unique.iter().any(|u| u.name == n);
+            (0..)
+                .map(|i| match i {
+                    0 => base.clone(),
+                    i => format!("{base}{i}"),
+                })
+                .find(|n| !taken(n))
+                .unwrap_or(base)
+        });
+        let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+        Ok(txn.add_unique(table, &name, &columns)?)
+    })
 }
 
 pub(crate) fn create_table(session: &SqlSession, create: CreateTable) -> Result<StatementResult> {
@@ -47,8 +117,16 @@ pub(crate) fn create_table(session: &SqlSession, create: CreateTable) -> Result<
         .with(|txn| table.for_create(&txn.catalog(), &path))?;
     let mut specs = Vec::with_capacity(create.columns.len());
     let mut primary_key: Vec<String> = Vec::new();
+    let mut uniques: Vec<(Option<String>, Vec<String>)> = Vec::new();
     for column in &create.columns {
-        let (spec, is_key) = column_spec(column)?;
+        let DeclaredColumn {
+            spec,
+            is_key,
+            unique,
+        } = column_spec(column)?;
+        if let Some(name) = unique {
+            uniques.push((name, vec![spec.name.clone()]));
+        }
         if is_key {
             if !primary_key.is_empty() {
                 return Err(SqlError::new(
@@ -80,6 +158,9 @@ pub(crate) fn create_table(session: &SqlSession, create: CreateTable) -> Result<
                     });
                 }
             }
+            TableConstraint::Unique(unique) => {
+                uniques.push((unique.name.as_ref().map(ident), unique_columns(unique)?));
+            }
             other => {
                 return Err(SqlError::unsupported(format!(
                     "table constraint {other} is not supported yet"
@@ -93,14 +174,19 @@ pub(crate) fn create_table(session: &SqlSession, create: CreateTable) -> Result<
             spec.nullable = false;
         }
     }
-    session.txn().with(|txn| {
+    let created = session.txn().with(|txn| {
         if create.if_not_exists && txn.table(&name).is_ok() {
-            return Ok(());
+            return Ok(false);
         }
         let key: Vec<&str> = primary_key.iter().map(String::as_str).collect();
         txn.create_table(&name, specs, &key)?;
-        Ok(())
+        Ok(true)
     })?;
+    if created {
+        for (constraint, columns) in uniques {
+            add_unique(session, &name, constraint, &columns)?;
+        }
+    }
     Ok(command("CREATE TABLE"))
 }
 
@@ -201,6 +287,8 @@ pub(crate) async fn alter_table(
             ));
         }
     };
+    // UNIQUE columns added: their constraints follow the column.
+    let mut added_uniques: Vec<(Option<String>, Vec<String>)> = Vec::new();
     for operation in alter.operations {
         let def = session.txn().with(|txn| Ok(txn.table(&name)?))?;
         let next = match operation {
@@ -209,9 +297,16 @@ pub(crate) async fn alter_table(
                 column_def,
                 ..
             } => {
-                let (spec, is_key) = column_spec(&column_def)?;
+                let DeclaredColumn {
+                    spec,
+                    is_key,
+                    unique,
+                } = column_spec(&column_def)?;
                 if is_key {
                     return Err(SqlError::unsupported("ADD COLUMN ... PRIMARY KEY"));
+                }
+                if let Some(constraint) = unique {
+                    added_uniques.push((constraint, vec![spec.name.clone()]));
                 }
                 if def.columns.iter().any(|c| c.name == spec.name) {
                     if if_not_exists {
@@ -239,8 +334,11 @@ pub(crate) async fn alter_table(
                     None => Value::Null,
                 };
                 if !spec.nullable && missing.is_null() {
-                    let (_, batches) =
-                        query_text(session, &format!("SELECT 1 FROM \"{name}\" LIMIT 1")).await?;
+                    let (_, batches) = query_text(
+                        session,
+                        &format!("SELECT 1 FROM {KEYS_SCHEMA}.{} LIMIT 1", quoted(&name)),
+                    )
+                    .await?;
                     if batches.iter().any(|b| b.num_rows() > 0) {
                         return Err(SqlError::new(
                             ErrorClass::NotNullViolation,
@@ -299,6 +397,36 @@ pub(crate) async fn alter_table(
                 }
                 def.renamed(&stored)
             }
+            AlterTableOperation::AddConstraint {
+                constraint: TableConstraint::Unique(unique),
+                ..
+            } => {
+                let columns = unique_columns(&unique)?;
+                add_unique(session, &name, unique.name.as_ref().map(ident), &columns)?;
+                continue;
+            }
+            AlterTableOperation::DropConstraint {
+                if_exists,
+                name: constraint,
+                ..
+            } => {
+                let constraint = ident(&constraint);
+                let mut next = def.as_ref().clone();
+                next.unique.retain(|u| u.name != constraint);
+                if next.unique.len() == def.unique.len() {
+                    if if_exists {
+                        continue;
+                    }
+                    return Err(SqlError::new(
+                        ErrorClass::UndefinedObject,
+                        format!(
+                            "constraint \"{constraint}\" of relation \"{}\" does not exist",
+                            schemas::bare_name(&name)
+                        ),
+                    ));
+                }
+                next
+            }
             other => {
                 return Err(SqlError::unsupported(format!(
                     "ALTER TABLE {other} is not supported yet"
@@ -306,6 +434,9 @@ pub(crate) async fn alter_table(
             }
         };
         session.txn().with(|txn| Ok(txn.alter_table(next)?))?;
+        for (constraint, columns) in added_uniques.drain(..) {
+            add_unique(session, &name, constraint, &columns)?;
+        }
     }
     Ok(command("ALTER TABLE"))
 }

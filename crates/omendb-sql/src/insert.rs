@@ -12,12 +12,13 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast::{
     ConflictTarget, Insert, OnConflict, OnConflictAction, OnInsert, TableObject,
 };
-use omendb_storage::{TableDef, Value, value_at};
+use omendb_storage::{ColumnId, TableDef, Transaction, UniqueIndex, Value, value_at};
 
 use crate::dml::{Target, apply_updates, assigned_values, quoted, returning, rows_batch};
 use crate::engine::{SqlSession, cast_column, column_name, command, default_value, ident, query};
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::StatementResult;
+use crate::schemas;
 
 pub(crate) async fn insert(session: &SqlSession, insert: Insert) -> Result<StatementResult> {
     let TableObject::TableName(name) = &insert.table else {
@@ -138,39 +139,25 @@ async fn on_conflict(
     rows: Vec<Vec<Value>>,
     on: &OnConflict,
 ) -> Result<Vec<Vec<Value>>> {
-    check_target(def, on)?;
+    let arbiter = arbiter(def, on)?;
     let mut written = Vec::new();
     // Keys this statement inserted or updated: PostgreSQL refuses to
     // update one of them again.
     let mut touched: HashSet<Vec<u8>> = HashSet::new();
     let mut conflicts: Vec<(Vec<u8>, Vec<Value>)> = Vec::new();
     for row in rows {
-        if def.has_row_id() {
-            // No key to conflict on: a hidden row id is always new.
-            session
-                .txn()
-                .with(|txn| Ok(txn.insert(&def.name, row.clone())?))?;
+        let existing = session
+            .txn()
+            .with(|txn| Ok(arbiter.conflict(txn, def, &row)?))?;
+        let Some(key) = existing else {
+            let key = session.txn().with(|txn| {
+                txn.insert(&def.name, row.clone())?;
+                Ok(arbiter.conflict(txn, def, &row)?)
+            })?;
+            touched.extend(key);
             written.push(row);
             continue;
-        }
-        let (key, exists) = session.txn().with(|txn| {
-            let key_values: Vec<Value> = def
-                .key_positions()
-                .iter()
-                .map(|&i| row[i].clone())
-                .collect();
-            let key = txn.key(&def.name, &key_values)?;
-            let exists = txn.get(&def.name, &key)?.is_some();
-            Ok((key.to_vec(), exists))
-        })?;
-        if !exists {
-            session
-                .txn()
-                .with(|txn| Ok(txn.insert(&def.name, row.clone())?))?;
-            touched.insert(key);
-            written.push(row);
-            continue;
-        }
+        };
         if let OnConflictAction::DoUpdate(_) = on.action {
             if touched.contains(&key) || conflicts.iter().any(|(k, _)| *k == key) {
                 return Err(SqlError::new(
@@ -203,45 +190,114 @@ async fn on_conflict(
     Ok(written)
 }
 
-/// The conflict target must name the primary key, the only unique
-/// constraint; DO UPDATE needs one.
-fn check_target(def: &TableDef, on: &OnConflict) -> Result<()> {
-    let key: Vec<&str> = def
-        .key_positions()
-        .iter()
-        .map(|&i| def.columns[i].name.as_str())
-        .collect();
+/// The constraint an ON CONFLICT clause handles conflicts of.
+enum Arbiter {
+    PrimaryKey,
+    Unique(String),
+    /// `DO NOTHING` without a target: every unique constraint.
+    Any,
+}
+
+impl Arbiter {
+    /// The key of the row `row` conflicts with, if one does.
+    fn conflict(
+        &self,
+        txn: &mut Transaction,
+        def: &TableDef,
+        row: &[Value],
+    ) -> omendb_storage::Result<Option<Vec<u8>>> {
+        let by_key = |txn: &mut Transaction| -> omendb_storage::Result<Option<Vec<u8>>> {
+            if def.has_row_id() {
+                return Ok(None);
+            }
+            let values: Vec<Value> = def
+                .key_positions()
+                .iter()
+                .map(|&i| row[i].clone())
+                .collect();
+            let key = txn.key(&def.name, &values)?;
+            Ok(txn.get(&def.name, &key)?.map(|_| key.to_vec()))
+        };
+        let by_unique = |txn: &mut Transaction, unique: &UniqueIndex| {
+            let values: Vec<Value> = def
+                .unique_positions(unique)
+                .into_iter()
+                .map(|i| row[i].clone())
+                .collect();
+            let key = txn.find_unique(&def.name, &unique.name, &values)?;
+            Ok(key.map(|k| k.to_vec()))
+        };
+        match self {
+            Arbiter::PrimaryKey => by_key(txn),
+            Arbiter::Unique(name) => match def.unique.iter().find(|u| &u.name == name) {
+                Some(unique) => by_unique(txn, unique),
+                None => Ok(None),
+            },
+            Arbiter::Any => {
+                if let Some(key) = by_key(txn)? {
+                    return Ok(Some(key));
+                }
+                for unique in &def.unique {
+                    if let Some(key) = by_unique(txn, unique)? {
+                        return Ok(Some(key));
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// The constraint the conflict target names (by its columns or its name);
+/// DO UPDATE needs one.
+fn arbiter(def: &TableDef, on: &OnConflict) -> Result<Arbiter> {
+    let columns_of = |ids: &[ColumnId]| -> Vec<String> {
+        let mut names: Vec<String> = ids
+            .iter()
+            .filter_map(|&id| def.position(id))
+            .map(|i| def.columns[i].name.clone())
+            .collect();
+        names.sort();
+        names
+    };
+    let no_match = || {
+        SqlError::new(
+            ErrorClass::InvalidColumnReference,
+            "there is no unique or exclusion constraint matching the ON CONFLICT specification",
+        )
+    };
     match &on.conflict_target {
         None if matches!(on.action, OnConflictAction::DoUpdate(_)) => Err(SqlError::new(
             ErrorClass::SyntaxError,
             "ON CONFLICT DO UPDATE requires inference specification or constraint name",
         )),
-        None => Ok(()),
+        None => Ok(Arbiter::Any),
         Some(ConflictTarget::Columns(columns)) => {
             let mut named: Vec<String> = columns.iter().map(ident).collect();
-            let mut key: Vec<String> = key.iter().map(|k| k.to_string()).collect();
             named.sort();
-            key.sort();
-            if named == key && !key.is_empty() {
-                Ok(())
-            } else {
-                Err(SqlError::new(
-                    ErrorClass::InvalidColumnReference,
-                    "there is no unique or exclusion constraint matching the ON CONFLICT specification",
-                ))
+            if !def.has_row_id() && named == columns_of(&def.primary_key) {
+                return Ok(Arbiter::PrimaryKey);
             }
+            def.unique
+                .iter()
+                .find(|u| columns_of(&u.columns) == named)
+                .map(|u| Arbiter::Unique(u.name.clone()))
+                .ok_or_else(no_match)
         }
         Some(ConflictTarget::OnConstraint(name)) => {
-            if !key.is_empty() && name.to_string() == format!("{}_pkey", def.name) {
-                Ok(())
-            } else {
-                Err(SqlError::new(
+            let name = name.to_string();
+            if !def.has_row_id() && name == def.primary_key_name() {
+                return Ok(Arbiter::PrimaryKey);
+            }
+            match def.unique.iter().find(|u| u.name == name) {
+                Some(unique) => Ok(Arbiter::Unique(unique.name.clone())),
+                None => Err(SqlError::new(
                     ErrorClass::UndefinedObject,
                     format!(
                         "constraint \"{name}\" for table \"{}\" does not exist",
-                        def.name
+                        schemas::bare_name(&def.name)
                     ),
-                ))
+                )),
             }
         }
     }

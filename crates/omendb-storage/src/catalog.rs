@@ -79,7 +79,20 @@ pub struct ColumnDef {
     pub missing: Value,
 }
 
-/// A table: its columns and primary key.
+/// A UNIQUE constraint. It is kept as a hidden index table whose key is
+/// the constrained columns and whose last column is the row's key; rows
+/// with a NULL in any constrained column are not indexed (NULLs are
+/// distinct, as in PostgreSQL).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UniqueIndex {
+    /// The constraint's name.
+    pub name: String,
+    pub columns: Vec<ColumnId>,
+    /// The index table.
+    pub table: TableId,
+}
+
+/// A table: its columns, primary key and unique constraints.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TableDef {
     pub id: TableId,
@@ -88,6 +101,10 @@ pub struct TableDef {
     /// Column ids of the primary key, in key order; empty when the table
     /// has the hidden row id as its key.
     pub primary_key: Vec<ColumnId>,
+    pub unique: Vec<UniqueIndex>,
+    /// Set on the hidden index table of a unique constraint: the table
+    /// it indexes. Index tables have no name in the catalog's namespace.
+    pub index_of: Option<TableId>,
     next_column_id: ColumnId,
     key_codec: KeyCodec,
 }
@@ -168,9 +185,56 @@ impl TableDef {
             name,
             columns,
             primary_key,
+            unique: Vec::new(),
+            index_of: None,
             next_column_id,
             key_codec,
         })
+    }
+
+    /// The hidden index table (id `id`) of a unique constraint `name` on
+    /// `columns` of this table: the constrained columns, NOT NULL, as its
+    /// key, then the indexed row's key.
+    pub fn unique_index(&self, id: TableId, name: &str, columns: &[&str]) -> Result<TableDef> {
+        if columns.is_empty() {
+            return Err(StorageError::invalid("a unique constraint needs a column"));
+        }
+        let mut specs = Vec::with_capacity(columns.len() + 1);
+        for (i, &column) in columns.iter().enumerate() {
+            let def = self.column(column)?;
+            if columns[..i].contains(&column) {
+                return Err(StorageError::invalid(format!(
+                    "column \"{column}\" appears twice in unique constraint"
+                )));
+            }
+            specs.push(ColumnSpec::new(column, def.data_type.clone()).not_null());
+        }
+        let mut row_key = String::from("row_key");
+        while columns.contains(&row_key.as_str()) {
+            row_key.push('_');
+        }
+        specs.push(ColumnSpec::new(row_key, DataType::Bytea).not_null());
+        let mut index = TableDef::new(id, name, specs, columns)?;
+        index.index_of = Some(self.id);
+        Ok(index)
+    }
+
+    /// Positions in `columns` of the columns of `unique`.
+    pub fn unique_positions(&self, unique: &UniqueIndex) -> Vec<usize> {
+        unique
+            .columns
+            .iter()
+            .filter_map(|&id| self.position(id))
+            .collect()
+    }
+
+    /// The name of the primary key constraint, as PostgreSQL names it.
+    pub fn primary_key_name(&self) -> String {
+        let table = self
+            .name
+            .split_once('.')
+            .map_or(self.name.as_str(), |(_, t)| t);
+        format!("{table}_pkey")
     }
 
     /// Whether the key is the hidden row id.
@@ -233,12 +297,14 @@ impl TableDef {
             default: spec.default,
             missing,
         });
-        TableDef::assemble(
+        let mut def = TableDef::assemble(
             self.id,
             self.name.clone(),
             columns,
             self.primary_key.clone(),
-        )
+        )?;
+        def.unique = self.unique.clone();
+        Ok(def)
     }
 
     /// The table without the column `name` (which must not be in the key).
@@ -263,6 +329,13 @@ impl TableDef {
         )?;
         // Keep the dropped id retired.
         def.next_column_id = self.next_column_id;
+        // Constraints on the column go with it, as in PostgreSQL.
+        def.unique = self
+            .unique
+            .iter()
+            .filter(|u| !u.columns.contains(&id))
+            .cloned()
+            .collect();
         Ok(def)
     }
 
@@ -358,9 +431,9 @@ impl Catalog {
         self.tables.get(&id)
     }
 
-    /// Every table, in id order.
+    /// Every table, in id order (not the hidden index tables).
     pub fn tables(&self) -> impl Iterator<Item = &Arc<TableDef>> {
-        self.tables.values()
+        self.tables.values().filter(|t| t.index_of.is_none())
     }
 
     /// The id the next created table gets.
@@ -372,19 +445,21 @@ impl Catalog {
     pub fn apply(&mut self, op: &CatalogOp) -> Result<()> {
         match op {
             CatalogOp::CreateTable(def) => {
-                self.check_schema_of(&def.name)?;
-                if self.names.contains_key(&def.name) {
-                    return Err(StorageError::DuplicateTable {
-                        table: def.name.clone(),
-                    });
-                }
                 if self.tables.contains_key(&def.id) {
                     return Err(StorageError::internal(format!(
                         "table id {} reused",
                         def.id
                     )));
                 }
-                self.names.insert(def.name.clone(), def.id);
+                if def.index_of.is_none() {
+                    self.check_schema_of(&def.name)?;
+                    if self.names.contains_key(&def.name) {
+                        return Err(StorageError::DuplicateTable {
+                            table: def.name.clone(),
+                        });
+                    }
+                    self.names.insert(def.name.clone(), def.id);
+                }
                 self.tables.insert(def.id, Arc::new(def.clone()));
                 self.next_table_id = self.next_table_id.max(def.id + 1);
             }
@@ -395,7 +470,9 @@ impl Catalog {
                     .ok_or_else(|| StorageError::UndefinedTable {
                         table: format!("with id {id}"),
                     })?;
-                self.names.remove(&def.name);
+                if self.names.get(&def.name) == Some(id) {
+                    self.names.remove(&def.name);
+                }
             }
             CatalogOp::AlterTable(def) => {
                 let old = self
@@ -404,7 +481,7 @@ impl Catalog {
                     .ok_or_else(|| StorageError::UndefinedTable {
                         table: def.name.clone(),
                     })?;
-                if old.name != def.name {
+                if old.name != def.name && def.index_of.is_none() {
                     self.check_schema_of(&def.name)?;
                     if self.names.contains_key(&def.name) {
                         return Err(StorageError::DuplicateTable {

@@ -1217,14 +1217,50 @@ pub(crate) struct SegmentDrop {
 }
 
 /// The unique-violation error for `key` in `def`, with the key spelled out.
+/// A key value as an error message shows it (PostgreSQL's text for the
+/// common key types).
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => if *b { "t" } else { "f" }.into(),
+        Value::Int16(v) => v.to_string(),
+        Value::Int32(v) => v.to_string(),
+        Value::Int64(v) => v.to_string(),
+        Value::Float32(v) => v.to_string(),
+        Value::Float64(v) => v.to_string(),
+        Value::Text(v) | Value::Json(v) => v.clone(),
+        Value::Numeric { unscaled, scale } if *scale > 0 => {
+            let digits = format!(
+                "{:0>width$}",
+                unscaled.unsigned_abs(),
+                width = *scale as usize + 1
+            );
+            let (whole, fraction) = digits.split_at(digits.len() - *scale as usize);
+            let sign = if *unscaled < 0 { "-" } else { "" };
+            format!("{sign}{whole}.{fraction}")
+        }
+        Value::Numeric { unscaled, .. } => unscaled.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
 pub(crate) fn unique_violation(def: &TableDef, key: &[u8]) -> StorageError {
-    let shown = match def.key_codec().decode(key) {
-        Ok(values) => format!("{values:?}"),
-        Err(_) => format!("{key:?}"),
+    let columns: Vec<&str> = def
+        .key_positions()
+        .into_iter()
+        .map(|i| def.columns[i].name.as_str())
+        .collect();
+    let values = match def.key_codec().decode(key) {
+        Ok(values) => values.iter().map(shown).collect(),
+        Err(_) => vec![format!("{key:?}")],
     };
     StorageError::UniqueViolation {
-        table: def.name.clone(),
-        key: shown,
+        // An index table is named after its constraint.
+        constraint: match def.index_of {
+            Some(_) => def.name.clone(),
+            None => def.primary_key_name(),
+        },
+        key: format!("Key ({})=({})", columns.join(", "), values.join(", ")),
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 /// The class of a [`StorageError`], for callers that react to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
-    /// A unique (primary key) constraint would be violated.
+    /// A primary key or unique constraint would be violated.
     UniqueViolation,
     /// A NOT NULL column got no value.
     NotNullViolation,
@@ -50,8 +50,10 @@ pub enum ErrorKind {
 /// An error of the storage engine.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("duplicate key value violates primary key of table \"{table}\": {key}")]
-    UniqueViolation { table: String, key: String },
+    #[error(
+        "duplicate key value violates unique constraint \"{constraint}\": {key} already exists"
+    )]
+    UniqueViolation { constraint: String, key: String },
     #[error("null value in column \"{column}\" of table \"{table}\" violates not-null constraint")]
     NotNullViolation { table: String, column: String },
     #[error("could not serialize access due to concurrent update of table \"{table}\"")]

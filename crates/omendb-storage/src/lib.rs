@@ -37,7 +37,7 @@ mod wal;
 
 pub use catalog::{
     Catalog, CatalogOp, ColumnDef, ColumnId, ColumnSpec, PUBLIC_SCHEMA, TableDef, TableId,
-    schema_of,
+    UniqueIndex, schema_of,
 };
 pub use db::{Database, Options};
 pub use error::{ErrorKind, Result, StorageError};

@@ -24,7 +24,7 @@ use crate::segment::SegmentMeta;
 use crate::types::row_codec::{Reader, put_varint};
 
 const MAGIC: [u8; 4] = *b"OMMF";
-/// 2: the catalog lists its schemas.
+/// 2: the catalog lists its schemas and tables their unique constraints.
 const VERSION: u16 = 2;
 const HEADER_LEN: usize = 16;
 pub(crate) const MANIFEST: &str = "MANIFEST";

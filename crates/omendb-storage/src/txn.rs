@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::catalog::{Catalog, CatalogOp, ColumnSpec, TableDef, TableId};
+use crate::catalog::{Catalog, CatalogOp, ColumnSpec, TableDef, TableId, UniqueIndex};
 use crate::db::{
     CommitRequest, Engine, SegmentDrop, SegmentPins, SnapshotLease, View, Visible, unique_violation,
 };
@@ -315,16 +315,164 @@ impl Transaction {
         self.change_catalog(CatalogOp::DropSchema(name.into()))
     }
 
-    /// Drops a table and, with it, its rows.
+    /// Drops a table and, with it, its rows and unique constraints.
     pub fn drop_table(&mut self, name: &str) -> Result<()> {
-        let id = self.table(name)?.id;
-        self.change_catalog(CatalogOp::DropTable(id))
+        let def = self.table(name)?;
+        for unique in &def.unique {
+            self.change_catalog(CatalogOp::DropTable(unique.table))?;
+        }
+        self.change_catalog(CatalogOp::DropTable(def.id))
     }
 
     /// Replaces a table's definition, built from the current one with
-    /// [`TableDef::with_column_added`] and its siblings.
+    /// [`TableDef::with_column_added`] and its siblings. Unique constraints
+    /// the new definition no longer has are dropped; new ones come only
+    /// through [`Self::add_unique`].
     pub fn alter_table(&mut self, def: TableDef) -> Result<()> {
+        let current = self.catalog().table_by_id(def.id).cloned();
+        let Some(current) = current else {
+            return Err(StorageError::UndefinedTable { table: def.name });
+        };
+        let kept = |u: &UniqueIndex| def.unique.iter().any(|d| d.table == u.table);
+        if def.unique.iter().any(|d| !current.unique.contains(d)) {
+            return Err(StorageError::invalid(
+                "unique constraints are added with add_unique",
+            ));
+        }
+        for unique in current.unique.iter().filter(|u| !kept(u)) {
+            self.change_catalog(CatalogOp::DropTable(unique.table))?;
+        }
         self.change_catalog(CatalogOp::AlterTable(def))
+    }
+
+    /// Adds the unique constraint `name` on `columns` of `table`, indexing
+    /// the rows it has (a unique violation if two share their values).
+    pub fn add_unique(&mut self, table: &str, name: &str, columns: &[&str]) -> Result<()> {
+        let def = self.table(table)?;
+        if def.unique.iter().any(|u| u.name == name) {
+            return Err(StorageError::DuplicateTable { table: name.into() });
+        }
+        let index = def.unique_index(self.engine.next_table_id(), name, columns)?;
+        let unique = UniqueIndex {
+            name: name.into(),
+            columns: columns
+                .iter()
+                .map(|c| def.column(c).map(|c| c.id))
+                .collect::<Result<_>>()?,
+            table: index.id,
+        };
+        let mut next = def.as_ref().clone();
+        next.unique.push(unique.clone());
+        self.change_catalog(CatalogOp::CreateTable(index))?;
+        self.change_catalog(CatalogOp::AlterTable(next))?;
+        let rows: Vec<Row> = self.scan(table, KeyRange::all())?.collect::<Result<_>>()?;
+        for row in rows {
+            let index = self.index_def(&unique)?;
+            if let Some(entry) = index_entry(&def, &unique, &index, &row.key, &row.values)? {
+                self.add_index_entry(&index, entry)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The index table of `unique`.
+    fn index_def(&mut self, unique: &UniqueIndex) -> Result<Arc<TableDef>> {
+        self.catalog()
+            .table_by_id(unique.table)
+            .cloned()
+            .ok_or_else(|| StorageError::internal(format!("no index table for {}", unique.name)))
+    }
+
+    /// The index entries of `row` (stored under `key`) in `def`'s unique
+    /// indexes, with each index: none for a row with a NULL there.
+    fn index_entries(
+        &mut self,
+        def: &TableDef,
+        key: &[u8],
+        row: &[Value],
+    ) -> Result<Vec<(Arc<TableDef>, Option<IndexEntry>)>> {
+        def.unique
+            .iter()
+            .map(|unique| {
+                let index = self.index_def(unique)?;
+                let entry = index_entry(def, unique, &index, key, row)?;
+                Ok((index, entry))
+            })
+            .collect()
+    }
+
+    /// Fails unless `entry` is free in `index` for this transaction.
+    fn check_index_entry(&mut self, index: &TableDef, entry: &IndexEntry) -> Result<()> {
+        match self.exists(index, &entry.key)? {
+            true => Err(unique_violation(index, &entry.key)),
+            false => Ok(()),
+        }
+    }
+
+    fn add_index_entry(&mut self, index: &TableDef, entry: IndexEntry) -> Result<()> {
+        self.check_index_entry(index, &entry)?;
+        self.write(index.id, entry.key, Some(entry.row), WriteKind::Insert)
+    }
+
+    /// Moves `def`'s index entries from `old` (a row stored under `key`,
+    /// if there was one) to `new` (if there is one). Every new entry is
+    /// checked before anything is written, so a violation changes nothing.
+    fn reindex(
+        &mut self,
+        def: &TableDef,
+        key: &[u8],
+        old: Option<&[Value]>,
+        new: Option<&[Value]>,
+    ) -> Result<()> {
+        if def.unique.is_empty() {
+            return Ok(());
+        }
+        let old = match old {
+            Some(row) => self.index_entries(def, key, row)?,
+            None => Vec::new(),
+        };
+        let new = match new {
+            Some(row) => self.index_entries(def, key, row)?,
+            None => Vec::new(),
+        };
+        let old_key = |i: usize| old.get(i).and_then(|(_, e)| e.as_ref()).map(|e| &e.key);
+        let mut moves = Vec::new();
+        for (i, (index, entry)) in new.iter().enumerate() {
+            if let Some(entry) = entry
+                && old_key(i) != Some(&entry.key)
+            {
+                self.check_index_entry(index, entry)?;
+                moves.push(i);
+            }
+        }
+        for (i, (index, entry)) in old.iter().enumerate() {
+            let new_key = new.get(i).and_then(|(_, e)| e.as_ref()).map(|e| &e.key);
+            if let Some(entry) = entry
+                && new_key != Some(&entry.key)
+            {
+                self.write(index.id, entry.key.clone(), None, WriteKind::Overwrite)?;
+            }
+        }
+        for i in moves {
+            let (index, entry) = &new[i];
+            if let Some(entry) = entry {
+                self.write(
+                    index.id,
+                    entry.key.clone(),
+                    Some(entry.row.clone()),
+                    WriteKind::Insert,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The values of the row under `key`, as this transaction sees it.
+    fn current_row(&mut self, def: &TableDef, key: &[u8]) -> Result<Option<Vec<Value>>> {
+        match self.visible(def, key)? {
+            Some(visible) => Engine::values(def, &visible),
+            None => Ok(None),
+        }
     }
 
     /// Inserts a row (one value per column); a row with the same key is a
@@ -340,6 +488,7 @@ impl Transaction {
         if self.exists(&def, &key)? {
             return Err(unique_violation(&def, &key));
         }
+        self.reindex(&def, &key, None, Some(&row))?;
         self.write(def.id, key, Some(encoded), WriteKind::Insert)?;
         Ok(())
     }
@@ -354,6 +503,10 @@ impl Transaction {
         }
         let encoded = encode_checked(&def, &row)?;
         let key = key_of(&def, &row)?;
+        if !def.unique.is_empty() {
+            let old = self.current_row(&def, &key)?;
+            self.reindex(&def, &key, old.as_deref(), Some(&row))?;
+        }
         self.write(def.id, key, Some(encoded), WriteKind::Overwrite)?;
         Ok(())
     }
@@ -367,6 +520,10 @@ impl Transaction {
             return Err(StorageError::invalid(
                 "update changes the primary key: delete and insert instead",
             ));
+        }
+        if !def.unique.is_empty() {
+            let old = self.current_row(&def, key)?;
+            self.reindex(&def, key, old.as_deref(), Some(&row))?;
         }
         self.write(
             def.id,
@@ -383,6 +540,10 @@ impl Transaction {
         let key = Bytes::copy_from_slice(key);
         let existed = self.exists(&def, &key)?;
         if existed {
+            if !def.unique.is_empty() {
+                let old = self.current_row(&def, &key)?;
+                self.reindex(&def, &key, old.as_deref(), None)?;
+            }
             self.write(def.id, key, None, WriteKind::Overwrite)?;
         }
         Ok(existed)
@@ -398,10 +559,34 @@ impl Transaction {
     /// The row under `key`, as this transaction sees it.
     pub fn get(&mut self, table: &str, key: &[u8]) -> Result<Option<Vec<Value>>> {
         let def = self.table(table)?;
-        match self.visible(&def, key)? {
-            Some(visible) => Engine::values(&def, &visible),
-            None => Ok(None),
+        self.current_row(&def, key)
+    }
+
+    /// The key of the row of `table` whose columns of the unique
+    /// constraint `constraint` hold `values`, as this transaction sees it.
+    pub fn find_unique(
+        &mut self,
+        table: &str,
+        constraint: &str,
+        values: &[Value],
+    ) -> Result<Option<Bytes>> {
+        let def = self.table(table)?;
+        let Some(unique) = def.unique.iter().find(|u| u.name == constraint) else {
+            return Err(StorageError::UndefinedTable {
+                table: constraint.into(),
+            });
+        };
+        let index = self.index_def(unique)?;
+        if values.iter().any(Value::is_null) {
+            return Ok(None);
         }
+        let key = encode_key(&index, values)?;
+        Ok(self
+            .current_row(&index, &key)?
+            .and_then(|row| match row.last() {
+                Some(Value::Bytes(key)) => Some(Bytes::copy_from_slice(key)),
+                _ => None,
+            }))
     }
 
     /// Rows of `table` in key order within `range`, as this transaction
@@ -458,6 +643,28 @@ impl Transaction {
     /// its live rows then are exactly the rows the drop deletes.
     pub fn delete_range(&mut self, table: &str, range: KeyRange) -> Result<u64> {
         let def = self.table(table)?;
+        if !def.unique.is_empty() {
+            let everything = matches!(
+                (&range.start, &range.end),
+                (std::ops::Bound::Unbounded, std::ops::Bound::Unbounded)
+            );
+            if everything {
+                for unique in &def.unique {
+                    let index = self.index_def(unique)?;
+                    self.delete_range_of(index, KeyRange::all())?;
+                }
+            } else {
+                let rows: Vec<Row> = self.scan(table, range.clone())?.collect::<Result<_>>()?;
+                for row in rows {
+                    self.reindex(&def, &row.key, Some(&row.values), None)?;
+                }
+            }
+        }
+        self.delete_range_of(def, range)
+    }
+
+    /// [`Self::delete_range`] of one table, indexes aside.
+    fn delete_range_of(&mut self, def: Arc<TableDef>, range: KeyRange) -> Result<u64> {
         let Some((from, to)) = range.encode(def.key_codec())? else {
             return Ok(0);
         };
@@ -673,8 +880,11 @@ impl Transaction {
             return Ok(self.snapshot.as_ref().map_or(0, |s| s.ts));
         }
         let base_catalog = self.snapshot().catalog.clone();
+        // Writes to tables this transaction dropped again go nowhere.
+        let own_catalog = self.catalog();
         let writes: Vec<(TableId, Bytes, PendingWrite)> = std::mem::take(&mut self.writes)
             .into_iter()
+            .filter(|((t, _), _)| own_catalog.table_by_id(*t).is_some())
             .map(|((t, k), w)| (t, k, w))
             .collect();
         let drops = std::mem::take(&mut self.drops);
@@ -713,6 +923,38 @@ fn within(
 }
 
 /// Checks a row against its table and encodes it.
+/// A row's entry in a unique index: its key (the constrained values) and
+/// its encoded row (those values and the indexed row's key).
+struct IndexEntry {
+    key: Bytes,
+    row: Bytes,
+}
+
+/// The entry of `row`, stored under `key` in `def`, in the index table
+/// `index` of `unique`; none when a constrained value is NULL.
+fn index_entry(
+    def: &TableDef,
+    unique: &UniqueIndex,
+    index: &TableDef,
+    key: &[u8],
+    row: &[Value],
+) -> Result<Option<IndexEntry>> {
+    let mut values: Vec<Value> = def
+        .unique_positions(unique)
+        .into_iter()
+        .map(|i| row[i].clone())
+        .collect();
+    if values.iter().any(Value::is_null) {
+        return Ok(None);
+    }
+    let index_key = encode_key(index, &values)?;
+    values.push(Value::Bytes(key.to_vec()));
+    Ok(Some(IndexEntry {
+        key: index_key,
+        row: encode_checked(index, &values)?,
+    }))
+}
+
 fn encode_checked(def: &TableDef, row: &[Value]) -> Result<Bytes> {
     if row.len() != def.columns.len() {
         return Err(StorageError::invalid(format!(

@@ -32,7 +32,8 @@ pub(crate) struct Lsn {
 }
 
 const MAGIC: [u8; 4] = *b"OMWL";
-const VERSION: u16 = 1;
+/// 2: catalog operations carry schemas and unique constraints.
+const VERSION: u16 = 2;
 /// magic, version, reserved u16, file number u64, then its CRC-32C.
 const HEADER_LEN: u64 = 20;
 /// CRC-32C of length and payload, then the payload length.

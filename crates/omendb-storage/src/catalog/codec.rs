@@ -2,7 +2,7 @@
 //! catalog (inside the manifest). Varints and length-prefixed strings, as
 //! the row codec; decoding checks everything and never panics.
 
-use super::{Catalog, CatalogOp, ColumnDef, TableDef};
+use super::{Catalog, CatalogOp, ColumnDef, TableDef, UniqueIndex};
 use crate::types::row_codec::{Reader, put_varint};
 use crate::types::{DataType, Value, decode_row, encode_row};
 
@@ -111,6 +111,17 @@ fn encode_table(def: &TableDef, out: &mut Vec<u8>) {
     for &id in &def.primary_key {
         put_varint(out, u64::from(id));
     }
+    put_varint(out, def.unique.len() as u64);
+    for unique in &def.unique {
+        put_str(out, &unique.name);
+        put_varint(out, unique.columns.len() as u64);
+        for &id in &unique.columns {
+            put_varint(out, u64::from(id));
+        }
+        put_varint(out, unique.table);
+    }
+    // 0: an ordinary table; else 1 + the id of the table it indexes.
+    put_varint(out, def.index_of.map_or(0, |id| id + 1));
 }
 
 fn decode_table(reader: &mut Reader<'_>) -> Result<TableDef, String> {
@@ -146,7 +157,22 @@ fn decode_table(reader: &mut Reader<'_>) -> Result<TableDef, String> {
     for _ in 0..key_count {
         primary_key.push(get_u32(reader)?);
     }
+    let mut unique = Vec::new();
+    for _ in 0..reader.count("unique constraints")? {
+        let name = get_str(reader)?;
+        let columns = (0..reader.count("unique columns")?)
+            .map(|_| get_u32(reader))
+            .collect::<Result<Vec<_>, _>>()?;
+        unique.push(UniqueIndex {
+            name,
+            columns,
+            table: reader.varint()?,
+        });
+    }
+    let index_of = reader.varint()?.checked_sub(1);
     let mut def = TableDef::assemble(id, name, columns, primary_key).map_err(|e| e.to_string())?;
+    def.unique = unique;
+    def.index_of = index_of;
     if next_column_id < def.next_column_id {
         return Err(format!(
             "next column id {next_column_id} below a column's id"
@@ -272,9 +298,15 @@ mod tests {
             ColumnSpec::new("u", DataType::Uuid),
         ];
         let a = TableDef::new(3, "metrics.a", every_type, &["id"]).unwrap();
-        let a = a
+        let mut a = a
             .with_column_added(ColumnSpec::new("x", DataType::Int16), Value::Int16(7))
             .unwrap();
+        let index = a.unique_index(4, "a_v_x_key", &["v", "x"]).unwrap();
+        a.unique.push(UniqueIndex {
+            name: index.name.clone(),
+            columns: vec![3, 8],
+            table: index.id,
+        });
         let b = TableDef::new(5, "b", vec![ColumnSpec::new("x", DataType::Float32)], &[]).unwrap();
         let mut catalog = Catalog::default();
         for schema in ["metrics", "empty"] {
@@ -283,6 +315,7 @@ mod tests {
                 .unwrap();
         }
         catalog.apply(&CatalogOp::CreateTable(a)).unwrap();
+        catalog.apply(&CatalogOp::CreateTable(index)).unwrap();
         catalog.apply(&CatalogOp::CreateTable(b)).unwrap();
         catalog
     }

@@ -579,3 +579,128 @@ fn schemas_are_transactional_guard_their_tables_and_survive_crashes() {
     let catalog = db.catalog();
     assert_eq!(catalog.schemas().collect::<Vec<_>>(), vec!["public"]);
 }
+
+/// `users (id bigint primary key, email text)` with a unique email.
+fn users(db: &Database) {
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let columns = vec![
+        ColumnSpec::new("id", DataType::Int64),
+        ColumnSpec::new("email", DataType::Text { max_chars: None }),
+    ];
+    txn.create_table("users", columns, &["id"]).unwrap();
+    txn.add_unique("users", "users_email_key", &["email"])
+        .unwrap();
+    txn.commit().unwrap();
+}
+
+fn user(id: i64, email: Option<&str>) -> Vec<Value> {
+    let email = email.map_or(Value::Null, |e| Value::Text(e.into()));
+    vec![Value::Int64(id), email]
+}
+
+fn violation(result: Result<()>) -> String {
+    let error = result.unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::UniqueViolation, "{error}");
+    error.to_string()
+}
+
+#[test]
+fn unique_constraints_follow_every_write_and_allow_nulls() {
+    let (fs, db) = setup();
+    users(&db);
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.insert("users", user(1, Some("a@x"))).unwrap();
+    let message = violation(txn.insert("users", user(2, Some("a@x"))));
+    assert!(message.contains("\"users_email_key\""), "{message}");
+    assert!(message.contains("Key (email)=(a@x)"), "{message}");
+    // NULLs never conflict.
+    txn.insert("users", user(3, None)).unwrap();
+    txn.insert("users", user(4, None)).unwrap();
+    // An update frees its old value and takes the new one.
+    let key = |txn: &mut Transaction, id: i64| txn.key("users", &[Value::Int64(id)]).unwrap();
+    let k1 = key(&mut txn, 1);
+    txn.update("users", &k1, user(1, Some("b@x"))).unwrap();
+    txn.insert("users", user(5, Some("a@x"))).unwrap();
+    let k3 = key(&mut txn, 3);
+    violation(txn.update("users", &k3, user(3, Some("b@x"))));
+    // A failed write changed nothing: row 3 is still NULL and b@x is 1's.
+    assert_eq!(txn.get("users", &k3).unwrap(), Some(user(3, None)));
+    assert_eq!(
+        txn.find_unique("users", "users_email_key", &[Value::Text("b@x".into())])
+            .unwrap(),
+        Some(k1.clone())
+    );
+    // Deletes and upserts.
+    assert!(txn.delete("users", &k1).unwrap());
+    txn.upsert("users", user(3, Some("b@x"))).unwrap();
+    violation(txn.upsert("users", user(4, Some("b@x"))));
+    txn.commit().unwrap();
+
+    // Partial and whole range deletes free their values.
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let range = KeyRange {
+        start: std::ops::Bound::Included(vec![Value::Int64(3)]),
+        end: std::ops::Bound::Included(vec![Value::Int64(3)]),
+    };
+    assert_eq!(txn.delete_range("users", range).unwrap(), 1);
+    txn.insert("users", user(6, Some("b@x"))).unwrap();
+    violation(txn.insert("users", user(7, Some("a@x"))));
+    txn.commit().unwrap();
+
+    // After a flush (index rows in segments) and a crash the constraint
+    // still holds.
+    db.flush().unwrap();
+    let fs = fs.crash(CrashMode::DropUnsynced);
+    let db = open(&fs);
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    violation(txn.insert("users", user(8, Some("b@x"))));
+    assert_eq!(txn.delete_range("users", KeyRange::all()).unwrap(), 3);
+    txn.insert("users", user(8, Some("b@x"))).unwrap();
+    txn.insert("users", user(9, Some("a@x"))).unwrap();
+    txn.commit().unwrap();
+}
+
+#[test]
+fn concurrent_inserts_of_one_unique_value_let_only_the_first_commit() {
+    let (_fs, db) = setup();
+    users(&db);
+    let mut a = db.begin(Isolation::ReadCommitted);
+    let mut b = db.begin(Isolation::ReadCommitted);
+    a.insert("users", user(1, Some("same"))).unwrap();
+    b.insert("users", user(2, Some("same"))).unwrap();
+    a.commit().unwrap();
+    assert_eq!(b.commit().unwrap_err().kind(), ErrorKind::UniqueViolation);
+}
+
+#[test]
+fn unique_constraints_are_checked_when_added_and_go_with_their_columns() {
+    let (_fs, db) = setup();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.insert("kv", row(1, "same")).unwrap();
+    txn.insert("kv", row(2, "same")).unwrap();
+    violation(txn.add_unique("kv", "kv_v_key", &["v"]));
+    txn.rollback();
+
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.insert("kv", row(1, "one")).unwrap();
+    txn.add_unique("kv", "kv_v_key", &["v"]).unwrap();
+    violation(txn.insert("kv", row(2, "one")));
+    let without = txn.table("kv").unwrap().with_column_dropped("v").unwrap();
+    assert!(without.unique.is_empty());
+    let index = txn.table("kv").unwrap().unique[0].table;
+    txn.alter_table(without).unwrap();
+    assert!(txn.catalog().table_by_id(index).is_none());
+    txn.commit().unwrap();
+    assert!(
+        db.catalog().table("kv_v_key").is_err(),
+        "index tables have no name"
+    );
+
+    // Dropping the table drops its index tables.
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.add_unique("kv", "kv_k_key", &["k"]).unwrap();
+    let index = txn.table("kv").unwrap().unique[0].table;
+    txn.drop_table("kv").unwrap();
+    txn.commit().unwrap();
+    assert!(db.catalog().table_by_id(index).is_none());
+}
