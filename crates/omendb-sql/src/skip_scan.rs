@@ -12,6 +12,7 @@
 
 use std::ops::Bound;
 
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::record_batch::RecordBatch;
 use omendb_storage::{
     BatchScan, KeyRange, Result, ScanRequest, TableDef, TxnReader, Value, value_at,
@@ -87,11 +88,16 @@ impl SkipScan {
             self.done = true;
             return Ok(true);
         }
+        // The next value with a row in a row group whose zone maps allow
+        // the range: a lower bound on the next value with rows in range,
+        // found without reading segments of other times.
         let probe = ScanRequest {
             range: rest,
             columns: Some(vec![self.first.0.clone()]),
+            predicates: self.request.predicates.clone(),
             batch_rows: 1,
             limit: Some(1),
+            lower_bound_only: true,
             ..ScanRequest::default()
         };
         let Some(batch) = self.reader.scan_batches(&self.table, &probe)?.next() else {
@@ -123,10 +129,9 @@ impl SkipScan {
     }
 }
 
-impl Iterator for SkipScan {
-    type Item = Result<RecordBatch>;
-
-    fn next(&mut self) -> Option<Result<RecordBatch>> {
+impl SkipScan {
+    /// The next batch of the scans, as each gives it.
+    fn next_piece(&mut self) -> Option<Result<RecordBatch>> {
         loop {
             if let Some(scan) = self.current.as_mut() {
                 match scan.next() {
@@ -156,6 +161,37 @@ impl Iterator for SkipScan {
                     return Some(Err(e));
                 }
             }
+        }
+    }
+}
+
+impl Iterator for SkipScan {
+    type Item = Result<RecordBatch>;
+
+    /// The values' short runs joined into batches of about the request's
+    /// size: a query engine pays per batch, and one hour of a device is a
+    /// few hundred rows.
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        let mut pieces: Vec<RecordBatch> = Vec::new();
+        let mut rows = 0;
+        while rows < self.request.batch_rows {
+            match self.next_piece() {
+                Some(Ok(batch)) => {
+                    rows += batch.num_rows();
+                    pieces.push(batch);
+                }
+                Some(Err(e)) => return Some(Err(e)),
+                None => break,
+            }
+        }
+        match pieces.as_slice() {
+            [] => None,
+            [one] => Some(Ok(one.clone())),
+            [first, ..] => Some(concat_batches(&first.schema(), &pieces).map_err(|e| {
+                omendb_storage::StorageError::Internal {
+                    message: format!("joining skip scan batches: {e}"),
+                }
+            })),
         }
     }
 }

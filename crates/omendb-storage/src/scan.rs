@@ -139,6 +139,12 @@ pub struct ScanRequest {
     /// block by block through the cache (as short ranges are) rather than
     /// streamed.
     pub limit: Option<usize>,
+    /// The caller wants only a lower bound on the keys in range that may
+    /// match the predicates (a skip scan looking for the next value of a
+    /// key column): the predicates then prune row groups even where older
+    /// segments hold keys under them, so a row whose newer version was
+    /// pruned may come back.
+    pub lower_bound_only: bool,
 }
 
 impl Default for ScanRequest {
@@ -150,6 +156,7 @@ impl Default for ScanRequest {
             batch_rows: 8192,
             with_keys: false,
             limit: None,
+            lower_bound_only: false,
         }
     }
 }
@@ -505,8 +512,13 @@ impl BatchScan {
         let predicates = request
             .predicates
             .iter()
-            .map(|p| def.column(&p.column).map(|c| (c.clone(), p.clone())))
-            .collect::<Result<Vec<(ColumnDef, Predicate)>>>()?;
+            .map(|p| {
+                def.column(&p.column).map(|c| {
+                    let in_key = def.primary_key.contains(&c.id);
+                    (c.clone(), p.clone(), in_key)
+                })
+            })
+            .collect::<Result<Vec<(ColumnDef, Predicate, bool)>>>()?;
         let columns: Vec<_> = projection.iter().map(|&i| def.columns[i].id).collect();
         let own_ids: Vec<u64> = own_drops.iter().map(|d| d.segment).collect();
         let overlapping: Vec<Arc<Segment>> = snapshot
@@ -520,7 +532,10 @@ impl BatchScan {
         let mut segment_ids = Vec::with_capacity(overlapping.len());
         let mut segments = Vec::with_capacity(overlapping.len());
         for (i, segment) in overlapping.iter().enumerate() {
-            let older = &overlapping[i + 1..];
+            let older = match request.lower_bound_only {
+                true => &[],
+                false => &overlapping[i + 1..],
+            };
             let prune = |s: &Segment, group: usize| prunable(s, group, &predicates, older);
             if let Some(mut batches) = segment.scan(&def, &columns, (&from, &to), &prune)? {
                 if let Some(limit) = request.limit {
@@ -562,6 +577,13 @@ impl BatchScan {
             direct: None,
             direct_checked: false,
         })
+    }
+
+    /// Rows the scan will read from segments, row groups skipped by zone
+    /// maps left out (recent writes not counted): its cost, before it
+    /// starts.
+    pub fn segment_rows(&self) -> u64 {
+        self.segments.iter().map(|s| s.rows.rows_left()).sum()
     }
 
     /// The schema of the returned batches.
@@ -982,19 +1004,30 @@ fn own_bound(table: TableId, bound: &Bound<Vec<u8>>, end: bool) -> Bound<(TableI
 }
 
 /// Whether zone maps let a scan skip `group` of `segment`: some predicate
-/// rules it out and no older segment has keys in its range. Unreadable
-/// statistics never prune.
+/// rules it out and no older segment has keys in its range, or a predicate
+/// on a key column rules it out. (Every version of a key has the same key
+/// columns, so then no version under it in any segment matches either; a
+/// zone with NULLs is not trusted for this, as tombstones store their
+/// table columns as NULL.) Unreadable statistics never prune.
 fn prunable(
     segment: &Segment,
     group: usize,
-    predicates: &[(ColumnDef, Predicate)],
+    predicates: &[(ColumnDef, Predicate, bool)],
     older: &[Arc<Segment>],
 ) -> bool {
-    let ruled_out = predicates.iter().any(|(column, predicate)| {
-        matches!(segment.zone(group, column), Ok(Some(zone)) if !predicate.may_match(&zone))
-    });
-    if !ruled_out {
-        return false;
+    let mut ruled_out = false;
+    for (column, predicate, in_key) in predicates {
+        if let Ok(Some(zone)) = segment.zone(group, column)
+            && !predicate.may_match(&zone)
+        {
+            if *in_key && !zone.has_nulls {
+                return true;
+            }
+            ruled_out = true;
+        }
+    }
+    if !ruled_out || older.is_empty() {
+        return ruled_out;
     }
     let Ok(Some((low, high))) = segment.group_keys(group) else {
         return false;
@@ -1184,6 +1217,7 @@ mod tests {
             min: Value::Int32(10),
             max: Value::Int32(20),
             all_null: false,
+            has_nulls: false,
         };
         let p = |op, v| Predicate {
             column: "x".into(),
@@ -1200,12 +1234,14 @@ mod tests {
             min: Value::Null,
             max: Value::Null,
             all_null: true,
+            has_nulls: true,
         };
         assert!(!p(CmpOp::Eq, 1).may_match(&nulls));
         let odd = Zone {
             min: Value::Text("a".into()),
             max: Value::Text("b".into()),
             all_null: false,
+            has_nulls: false,
         };
         assert!(p(CmpOp::Eq, 1).may_match(&odd), "incomparable: keep");
     }

@@ -208,12 +208,31 @@ impl KeySpace {
             let bits = 64 - (field.max - field.min).leading_zeros();
             let mask = u64::MAX.checked_shr(64 - bits).unwrap_or(0);
             let skip = 8 - field.width;
-            // Column by column: each pass is one tight loop over the keys.
-            for (key, &index_key) in out.chunks_exact_mut(width).zip(index_keys) {
-                let value = field
+            let value_of = |index_key: u64| {
+                field
                     .min
-                    .wrapping_add(index_key.checked_shr(field.shift).unwrap_or(0) & mask);
-                key[offset..offset + field.width].copy_from_slice(&value.to_be_bytes()[skip..]);
+                    .wrapping_add(index_key.checked_shr(field.shift).unwrap_or(0) & mask)
+            };
+            // Column by column: each pass is one tight loop over the keys,
+            // with a store of a known width (a copy of a variable width is
+            // a call per key).
+            let keys = out.chunks_exact_mut(width).zip(index_keys);
+            match field.width {
+                8 => keys.for_each(|(key, &k)| {
+                    key[offset..offset + 8].copy_from_slice(&value_of(k).to_be_bytes());
+                }),
+                4 => keys.for_each(|(key, &k)| {
+                    let bytes = value_of(k).to_be_bytes();
+                    key[offset..offset + 4].copy_from_slice(&bytes[4..]);
+                }),
+                2 => keys.for_each(|(key, &k)| {
+                    let bytes = value_of(k).to_be_bytes();
+                    key[offset..offset + 2].copy_from_slice(&bytes[6..]);
+                }),
+                _ => keys.for_each(|(key, &k)| {
+                    let bytes = value_of(k).to_be_bytes();
+                    key[offset..offset + field.width].copy_from_slice(&bytes[skip..]);
+                }),
             }
             offset += field.width;
         }

@@ -57,6 +57,8 @@ pub(crate) struct Zone {
     pub max: Value,
     /// Every value in the row group is NULL.
     pub all_null: bool,
+    /// Some value may be NULL (the statistics may not say).
+    pub has_nulls: bool,
 }
 
 /// A version found by a point lookup.
@@ -103,6 +105,9 @@ struct Opened {
     row_group_starts: Vec<usize>,
     /// Root position in the file of each table column it holds.
     columns: HashMap<ColumnId, usize>,
+    /// Zone maps of every row group, per column, read from the footer
+    /// statistics the first time a scan asks.
+    zones: Mutex<HashMap<ColumnId, Arc<Vec<Option<Zone>>>>>,
 }
 
 impl Opened {
@@ -365,6 +370,7 @@ impl Segment {
             index,
             row_group_starts,
             columns,
+            zones: Mutex::default(),
         })
     }
 
@@ -681,8 +687,28 @@ impl Segment {
                 min: missing.clone(),
                 max: missing,
                 all_null,
+                has_nulls: all_null,
             }));
         }
+        let zones = {
+            // Only inserts under the lock: a poisoned map is still whole.
+            let cached = opened.zones.lock().unwrap_or_else(|p| p.into_inner());
+            cached.get(&column.id).cloned()
+        };
+        let zones = match zones {
+            Some(zones) => zones,
+            None => {
+                let zones = Arc::new(self.read_zones(&opened, column)?);
+                let mut cached = opened.zones.lock().unwrap_or_else(|p| p.into_inner());
+                cached.insert(column.id, zones.clone());
+                zones
+            }
+        };
+        Ok(zones.get(group).cloned().flatten())
+    }
+
+    /// The zone map of `column` in every row group, from the statistics.
+    fn read_zones(&self, opened: &Opened, column: &ColumnDef) -> Result<Vec<Option<Zone>>> {
         let name = super::column_name(column.id);
         let bad = |e: ParquetError| self.corrupt(e.to_string());
         let converter = StatisticsConverter::try_new(
@@ -691,24 +717,36 @@ impl Segment {
             opened.metadata.parquet_schema(),
         )
         .map_err(bad)?;
-        let groups = &opened.metadata.metadata().row_groups()[group..=group];
+        let groups = opened.metadata.metadata().row_groups();
         let mins = converter.row_group_mins(groups.iter()).map_err(bad)?;
         let maxes = converter.row_group_maxes(groups.iter()).map_err(bad)?;
         let nulls = converter
             .row_group_null_counts(groups.iter())
             .map_err(bad)?;
-        let rows = (opened.row_group_starts[group + 1] - opened.row_group_starts[group]) as u64;
-        let all_null = nulls.is_valid(0) && nulls.value(0) == rows;
-        if mins.is_null(0) || maxes.is_null(0) {
-            return Ok(all_null.then_some(Zone {
-                min: Value::Null,
-                max: Value::Null,
-                all_null,
-            }));
-        }
-        let min = value_at(mins.as_ref(), 0, &column.data_type)?;
-        let max = value_at(maxes.as_ref(), 0, &column.data_type)?;
-        Ok(Some(Zone { min, max, all_null }))
+        (0..groups.len())
+            .map(|group| {
+                let rows =
+                    (opened.row_group_starts[group + 1] - opened.row_group_starts[group]) as u64;
+                let all_null = nulls.is_valid(group) && nulls.value(group) == rows;
+                let has_nulls = !nulls.is_valid(group) || nulls.value(group) > 0;
+                if mins.is_null(group) || maxes.is_null(group) {
+                    return Ok(all_null.then_some(Zone {
+                        min: Value::Null,
+                        max: Value::Null,
+                        all_null,
+                        has_nulls,
+                    }));
+                }
+                let min = value_at(mins.as_ref(), group, &column.data_type)?;
+                let max = value_at(maxes.as_ref(), group, &column.data_type)?;
+                Ok(Some(Zone {
+                    min,
+                    max,
+                    all_null,
+                    has_nulls,
+                }))
+            })
+            .collect()
     }
 
     /// The smallest and largest key of row group `group`, if recorded.
@@ -842,6 +880,21 @@ impl SegmentBatches {
         }
     }
 
+    /// Rows still to read, row groups skipped by zone maps left out.
+    pub(crate) fn rows_left(&self) -> u64 {
+        let mut rows = 0;
+        let mut row = self.next_row;
+        while row < self.end_row {
+            let group = self.opened.group_of(row);
+            let group_end = self.opened.row_group_starts[group + 1].min(self.end_row);
+            if !self.skipped[group] {
+                rows += (group_end - row) as u64;
+            }
+            row = group_end;
+        }
+        rows
+    }
+
     /// Whether the scan's range holds few rows (a few blocks).
     pub(crate) fn is_short(&self) -> bool {
         self.short
@@ -938,6 +991,11 @@ impl RowCursor {
             row: 0,
             generation: 0,
         }
+    }
+
+    /// Rows the cursor's scan has yet to read (before it starts: all).
+    pub(crate) fn rows_left(&self) -> u64 {
+        self.batches.rows_left()
     }
 
     /// A copy of the batches still to come, if the cursor has not loaded
