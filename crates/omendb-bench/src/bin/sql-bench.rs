@@ -25,7 +25,8 @@
 //! readings (ts)` (the index a SQLite user would add; OmenDB has none and
 //! prunes segments by their zone maps). Every workload runs `--reps`
 //! times, engines taking turns, after one untimed warm-up pass; each cell
-//! is the median, and the engines' answers must agree.
+//! is the median, and the engines' answers must agree. `--explain` first
+//! prints OmenDB's EXPLAIN ANALYZE of the two aggregates.
 
 #![allow(clippy::print_stdout)]
 
@@ -70,6 +71,9 @@ struct Args {
     /// One-hour aggregates per repetition.
     #[arg(long, default_value_t = 20)]
     hours: usize,
+    /// Print OmenDB's EXPLAIN ANALYZE of the aggregate queries first.
+    #[arg(long)]
+    explain: bool,
     /// Workloads to run, comma-separated (default: all).
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
@@ -222,6 +226,18 @@ fn run(args: &Args, base: &Path) -> BenchResult<Results> {
     }
 
     let hours = random_hours(&data, args.hours);
+    if args.explain {
+        let first = hours
+            .first()
+            .copied()
+            .unwrap_or((START_US, START_US + HOUR_US));
+        let hour = [timestamp(first.0), timestamp(first.1)];
+        for (sql, params) in [(HOUR, &hour[..]), (FULL, &[][..])] {
+            for line in engines.omendb_explain(sql, params)? {
+                eprintln!("{line}");
+            }
+        }
+    }
     let hour_pass = |engines: &mut Engines, engine: &str| -> BenchResult<(usize, Answer)> {
         let mut answer = Answer::default();
         for &(from, to) in &hours {
@@ -372,6 +388,35 @@ impl Engines {
                 }
             }
             Ok(answer)
+        })
+    }
+
+    /// OmenDB's `EXPLAIN ANALYZE` of `sql`, line by line.
+    fn omendb_explain(&mut self, sql: &str, params: &[ScalarValue]) -> BenchResult<Vec<String>> {
+        let Engines {
+            runtime,
+            sql: engine,
+            session,
+            ..
+        } = self;
+        runtime.block_on(async {
+            let explain = format!("EXPLAIN ANALYZE {sql}");
+            let mut results = engine.execute(session, &explain, params).await;
+            let Some(Ok(StatementResult::Rows { stream, .. })) = results.pop() else {
+                return Err(format!("{explain}: no rows").into());
+            };
+            let batches: Vec<_> = stream.try_collect().await?;
+            let mut lines = Vec::new();
+            for batch in &batches {
+                for row in 0..batch.num_rows() {
+                    for column in batch.columns() {
+                        if let Some(text) = column.as_string_opt::<i32>() {
+                            lines.extend(text.value(row).lines().map(String::from));
+                        }
+                    }
+                }
+            }
+            Ok(lines)
         })
     }
 
