@@ -3,8 +3,9 @@
 //! least 16 fractional digits, rounded half away from zero. (PostgreSQL
 //! picks the digits per value from the leading digits of sum and count: 16
 //! for most averages from 1 to 9,999, up to 20 below, fewer above. Arrow's
-//! decimal has one scale per column, so the scale here is fixed.) Sums are kept in 256 bits, so they cannot
-//! overflow. Floats and intervals go to DataFusion's `avg`.
+//! decimal has one scale per column, so the scale here is fixed.) Sums
+//! are kept in 256 bits, so they cannot overflow. Floats and intervals go
+//! to DataFusion's `avg`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -47,14 +48,19 @@ fn result_scale(scale: i8) -> i8 {
     scale.max(MIN_SCALE)
 }
 
+/// Type of the average of `numeric(_, scale)` values.
+fn result_type(scale: i8) -> DataType {
+    DataType::Decimal128(DECIMAL128_MAX_PRECISION, result_scale(scale))
+}
+
 fn sum_type(scale: i8) -> DataType {
     DataType::Decimal256(76, scale)
 }
 
-/// (input scale, result scale) when `avg` of `input` is computed here.
-fn numeric_input(input: &DataType) -> Option<(i8, i8)> {
+/// The scale of `input` when `avg` of it is computed here.
+fn numeric_input(input: &DataType) -> Option<i8> {
     match input {
-        DataType::Decimal128(_, scale) if *scale >= 0 => Some((*scale, result_scale(*scale))),
+        DataType::Decimal128(_, scale) if *scale >= 0 => Some(*scale),
         _ => None,
     }
 }
@@ -89,27 +95,26 @@ impl AggregateUDFImpl for NumericAvg {
 
     fn return_type(&self, args: &[DataType]) -> Result<DataType> {
         match args.first().and_then(numeric_input) {
-            Some((_, scale)) => Ok(DataType::Decimal128(DECIMAL128_MAX_PRECISION, scale)),
+            Some(scale) => Ok(result_type(scale)),
             None => self.builtin.return_type(args),
         }
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let Some((input_scale, scale)) = numeric_input(args.expr_fields[0].data_type()) else {
+        let Some(input_scale) = numeric_input(args.expr_fields[0].data_type()) else {
             return self.builtin.accumulator(args);
         };
         Ok(Box::new(NumericAvgAccumulator {
             sum: i256::ZERO,
             count: 0,
             input_scale,
-            scale,
             distinct: args.is_distinct.then(HashSet::new),
         }))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
         let input = args.input_fields[0].data_type();
-        let Some((input_scale, _)) = numeric_input(input) else {
+        let Some(input_scale) = numeric_input(input) else {
             return self.builtin.state_fields(args);
         };
         let field = |name: &str, ty: DataType| Arc::new(Field::new(name, ty, true));
@@ -135,14 +140,13 @@ impl AggregateUDFImpl for NumericAvg {
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        let Some((input_scale, scale)) = numeric_input(args.expr_fields[0].data_type()) else {
+        let Some(input_scale) = numeric_input(args.expr_fields[0].data_type()) else {
             return self.builtin.create_groups_accumulator(args);
         };
         Ok(Box::new(NumericAvgGroups {
             sums: Vec::new(),
             counts: Vec::new(),
             input_scale,
-            scale,
         }))
     }
 
@@ -151,8 +155,10 @@ impl AggregateUDFImpl for NumericAvg {
     }
 }
 
-/// `sum / count`, scaled up by `10^rescale`, rounded half away from zero.
-fn average(sum: i256, count: u64, rescale: u32) -> Result<i128> {
+/// `sum / count` of values of scale `input_scale`, at the result scale,
+/// rounded half away from zero.
+fn average(sum: i256, count: u64, input_scale: i8) -> Result<i128> {
+    let rescale = (result_scale(input_scale) - input_scale) as u32;
     let out_of_range =
         || DataFusionError::Execution("numeric field overflow: average out of range".into());
     let count = i256::from(i128::from(count));
@@ -183,7 +189,6 @@ struct NumericAvgAccumulator {
     sum: i256,
     count: u64,
     input_scale: i8,
-    scale: i8,
     /// Values seen so far, for `avg(DISTINCT x)`.
     distinct: Option<HashSet<i128>>,
 }
@@ -265,17 +270,9 @@ impl Accumulator for NumericAvgAccumulator {
     fn evaluate(&mut self) -> Result<ScalarValue> {
         let value = match self.count {
             0 => None,
-            count => Some(average(
-                self.sum,
-                count,
-                (self.scale - self.input_scale) as u32,
-            )?),
+            count => Some(average(self.sum, count, self.input_scale)?),
         };
-        Ok(ScalarValue::Decimal128(
-            value,
-            DECIMAL128_MAX_PRECISION,
-            self.scale,
-        ))
+        ScalarValue::new_primitive::<Decimal128Type>(value, &result_type(self.input_scale))
     }
 
     fn size(&self) -> usize {
@@ -289,7 +286,6 @@ struct NumericAvgGroups {
     sums: Vec<i256>,
     counts: Vec<u64>,
     input_scale: i8,
-    scale: i8,
 }
 
 impl NumericAvgGroups {
@@ -344,19 +340,17 @@ impl GroupsAccumulator for NumericAvgGroups {
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let sums = emit_to.take_needed(&mut self.sums);
         let counts = emit_to.take_needed(&mut self.counts);
-        let rescale = (self.scale - self.input_scale) as u32;
         let averages = sums
             .into_iter()
             .zip(counts)
             .map(|(sum, count)| match count {
                 0 => Ok(None),
-                count => average(sum, count, rescale).map(Some),
+                count => average(sum, count, self.input_scale).map(Some),
             })
             .collect::<Result<Decimal128Array>>()?;
-        Ok(Arc::new(averages.with_data_type(DataType::Decimal128(
-            DECIMAL128_MAX_PRECISION,
-            self.scale,
-        ))))
+        Ok(Arc::new(
+            averages.with_data_type(result_type(self.input_scale)),
+        ))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
@@ -392,32 +386,35 @@ impl GroupsAccumulator for NumericAvgGroups {
 mod tests {
     use super::*;
 
-    fn avg(sum: i128, count: u64, rescale: u32) -> i128 {
-        average(i256::from(sum), count, rescale).unwrap()
+    /// The unscaled average of unscaled values of scale `input_scale`.
+    fn avg(sum: i128, count: u64, input_scale: i8) -> i128 {
+        average(i256::from(sum), count, input_scale).unwrap()
     }
 
     #[test]
-    fn averages_round_half_away_from_zero() {
-        assert_eq!(avg(3, 2, 1), 15);
-        assert_eq!(avg(5, 3, 2), 167);
-        assert_eq!(avg(4, 3, 2), 133);
-        assert_eq!(avg(-5, 3, 2), -167);
-        assert_eq!(avg(-3, 2, 0), -2);
-        assert_eq!(avg(3, 2, 0), 2);
-        assert_eq!(avg(1, 3, 16), 3_333_333_333_333_333);
+    fn averages_keep_16_digits_rounding_half_away_from_zero() {
+        assert_eq!(avg(3, 2, 15), 15);
+        assert_eq!(avg(5, 3, 14), 167);
+        assert_eq!(avg(4, 3, 14), 133);
+        assert_eq!(avg(-5, 3, 14), -167);
+        assert_eq!(avg(-3, 2, 16), -2);
+        assert_eq!(avg(3, 2, 16), 2);
+        // Beyond 16 digits the input's scale is kept.
+        assert_eq!(avg(3, 2, 20), 2);
+        assert_eq!(avg(1, 3, 0), 3_333_333_333_333_333);
     }
 
     #[test]
     fn averages_of_the_largest_integers_do_not_overflow() {
         let big = i128::from(i64::MAX);
         let sum = i256::from(big) * i256::from(1_000_000i128);
-        let value = average(sum, 1_000_000, 16).unwrap();
+        let value = average(sum, 1_000_000, 0).unwrap();
         assert_eq!(value, big * 10i128.pow(16));
     }
 
     #[test]
     fn an_average_beyond_38_digits_is_an_error() {
         let sum = i256::from(10i128.pow(37));
-        assert!(average(sum, 1, 16).is_err());
+        assert!(average(sum, 1, 0).is_err());
     }
 }

@@ -89,7 +89,11 @@ fn add_unique(
     session.txn().with(|txn| {
         let def = txn.table(table)?;
         let name = name.unwrap_or_else(|| {
-            let base = format!("{}_{}_key", schemas::bare_name(table), columns.join("_"));
+            let base = format!(
+                "{}_{}_key",
+                omendb_storage::name_in_schema(table),
+                columns.join("_")
+            );
             let taken = |n: &str| def.unique.iter().any(|u| u.name == n);
             (0..)
                 .map(|i| match i {
@@ -421,7 +425,7 @@ pub(crate) async fn alter_table(
                         ErrorClass::UndefinedObject,
                         format!(
                             "constraint \"{constraint}\" of relation \"{}\" does not exist",
-                            schemas::bare_name(&name)
+                            omendb_storage::name_in_schema(&name)
                         ),
                     ));
                 }

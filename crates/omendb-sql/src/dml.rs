@@ -21,7 +21,6 @@ use crate::engine::{SqlSession, cast_column, column_name, command, query_text};
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::StatementResult;
 use crate::provider::{KEYS_SCHEMA, table_schema};
-use crate::schemas;
 
 /// The target table of a DML statement and how the statement names it.
 pub(crate) struct Target {
@@ -48,7 +47,7 @@ impl Target {
             .table(&table_name)?;
         let alias = match alias {
             Some(alias) => alias.name.to_string(),
-            None => quoted(schemas::bare_name(&table_name)),
+            None => quoted(omendb_storage::name_in_schema(&table_name)),
         };
         Ok(Target { def, alias })
     }

@@ -96,8 +96,12 @@ impl SqlSession {
 
     /// The schemas of the session's `search_path`.
     pub(crate) fn search_path(&self) -> Vec<String> {
-        let setting = self.settings.lock().get("search_path").unwrap_or_default();
-        schemas::search_path(&setting)
+        schemas::search_path(&self.search_path_setting())
+    }
+
+    /// The session's `search_path` as set.
+    pub(crate) fn search_path_setting(&self) -> String {
+        self.settings.lock().get("search_path").unwrap_or_default()
     }
 
     /// The catalog as the session's transaction (else its statement
@@ -864,7 +868,12 @@ async fn run_prepared(
         .ok_or_else(|| SqlError::internal("query without a reader"))?;
     // A table it reads or the search path has changed since it was
     // planned: plan it again.
-    let prepared = if prepared.is_current(reader.catalog(), &session.search_path()) {
+    let current = {
+        let settings = session.settings.lock();
+        let search_path = settings.value("search_path").unwrap_or_default();
+        prepared.is_current(reader.catalog(), search_path)
+    };
+    let prepared = if current {
         prepared
     } else {
         let mut statements = parse(&prepared.sql)?;

@@ -18,7 +18,6 @@ use crate::dml::{Target, apply_updates, assigned_values, quoted, returning, rows
 use crate::engine::{SqlSession, cast_column, column_name, command, default_value, ident, query};
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::StatementResult;
-use crate::schemas;
 
 pub(crate) async fn insert(session: &SqlSession, insert: Insert) -> Result<StatementResult> {
     let TableObject::TableName(name) = &insert.table else {
@@ -295,7 +294,7 @@ fn arbiter(def: &TableDef, on: &OnConflict) -> Result<Arbiter> {
                     ErrorClass::UndefinedObject,
                     format!(
                         "constraint \"{name}\" for table \"{}\" does not exist",
-                        schemas::bare_name(&def.name)
+                        omendb_storage::name_in_schema(&def.name)
                     ),
                 )),
             }

@@ -63,8 +63,9 @@ pub(crate) struct PreparedQuery {
     pub(crate) schema: SchemaRef,
     /// The tables the plan reads, as they were when it was made.
     tables: Vec<Arc<TableDef>>,
-    /// The search path its unqualified names were resolved along.
-    search_path: Vec<String>,
+    /// The `search_path` setting its unqualified names were resolved
+    /// along, as set (compared without parsing on every run).
+    search_path: String,
     /// Set when the query can take the fast path.
     lookup: Option<KeyLookup>,
 }
@@ -97,14 +98,14 @@ impl PreparedQuery {
             names,
             schema,
             tables,
-            search_path: session.search_path(),
+            search_path: session.search_path_setting(),
             lookup,
         })
     }
 
     /// Whether the plan still holds: the tables it reads are as they were
     /// (in `catalog`) and names resolve along the same `search_path`.
-    pub(crate) fn is_current(&self, catalog: &Catalog, search_path: &[String]) -> bool {
+    pub(crate) fn is_current(&self, catalog: &Catalog, search_path: &str) -> bool {
         self.search_path == search_path && self.tables.iter().all(|def| unchanged(catalog, def))
     }
 

@@ -149,11 +149,6 @@ impl StorageTable {
 /// are cut into one part per core.
 const PARALLEL_SCAN_ROWS: u64 = 100_000;
 
-/// Key ranges that cut a full scan of `def` into `parts` parts of similar
-/// size, by the span of the first key column over the table's segments
-/// (an integer column; cut evenly by value). Together they hold every key,
-/// whatever the span says. Empty (one part) for small tables, other key
-/// types, or one part.
 /// The smallest and largest value of an integer first key column over the
 /// table's segments, and the versions they hold (see
 /// `TxnReader::segment_key_span`); `None` for other key types.
@@ -161,19 +156,23 @@ fn integer_key_span(
     reader: &TxnReader,
     def: &TableDef,
 ) -> omendb_storage::Result<Option<(i128, i128, u64)>> {
-    use omendb_storage::Value as V;
     let Some((low, high, rows)) = reader.segment_key_span(&def.name)? else {
         return Ok(None);
     };
-    let int = |v: &V| match v {
+    Ok(integer(&low)
+        .zip(integer(&high))
+        .map(|(low, high)| (low, high, rows)))
+}
+
+/// An integer value, widened.
+fn integer(value: &omendb_storage::Value) -> Option<i128> {
+    use omendb_storage::Value as V;
+    match value {
         V::Int16(v) => Some(i128::from(*v)),
         V::Int32(v) => Some(i128::from(*v)),
         V::Int64(v) => Some(i128::from(*v)),
         _ => None,
-    };
-    Ok(int(&low)
-        .zip(int(&high))
-        .map(|(low, high)| (low, high, rows)))
+    }
 }
 
 /// Rows a plain scan reads in the time a skip scan's seek takes (measured
@@ -200,13 +199,7 @@ fn plain_scan_is_cheaper(
             Bound::Excluded(v) => (v, v.len() == 1),
             Bound::Unbounded => return None,
         };
-        let value = match values.first()? {
-            omendb_storage::Value::Int16(v) => i128::from(*v),
-            omendb_storage::Value::Int32(v) => i128::from(*v),
-            omendb_storage::Value::Int64(v) => i128::from(*v),
-            _ => return None,
-        };
-        Some((value, excluded))
+        Some((integer(values.first()?)?, excluded))
     };
     if let Some((start, excluded)) = first(&request.range.start) {
         low = low.max(start + i128::from(excluded));
@@ -222,6 +215,11 @@ fn plain_scan_is_cheaper(
     Ok(rows < values.saturating_mul(2 * SEEK_ROWS))
 }
 
+/// Key ranges that cut a full scan of `def` into `parts` parts of similar
+/// size, by the span of the first key column over the table's segments
+/// (an integer column; cut evenly by value). Together they hold every key,
+/// whatever the span says. Empty (one part) for small tables, other key
+/// types, or one part.
 fn split(
     reader: &TxnReader,
     def: &TableDef,

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::Result as DfResult;
 use datafusion::sql::sqlparser::ast::ObjectName;
-use omendb_storage::{Catalog, PUBLIC_SCHEMA, TableDef, schema_of};
+use omendb_storage::{Catalog, PUBLIC_SCHEMA, TableDef, name_in_schema, schema_of};
 
 use crate::engine::ident;
 use crate::error::{ErrorClass, Result, SqlError};
@@ -148,11 +148,6 @@ pub(crate) fn storage_name(schema: &str, table: &str) -> String {
     }
 }
 
-/// The name of the table stored as `name` within its schema.
-pub(crate) fn bare_name(name: &str) -> &str {
-    name.split_once('.').map_or(name, |(_, table)| table)
-}
-
 /// The schemas of a `search_path` value, in order (`"$user"` names no
 /// schema here).
 pub(crate) fn search_path(setting: &str) -> Vec<String> {
@@ -252,10 +247,10 @@ impl SchemaProvider for StorageSchema {
         match &self.tables {
             SchemaTables::Schema(schema) => names
                 .filter(|name| schema_of(name) == schema)
-                .map(|name| bare_name(name).to_string())
+                .map(|name| name_in_schema(name).to_string())
                 .collect(),
             SchemaTables::SearchPath(_) => names
-                .map(|name| bare_name(name).to_string())
+                .map(|name| name_in_schema(name).to_string())
                 .filter(|name| self.def(name).is_some())
                 .collect(),
             SchemaTables::Keyed => names.map(String::from).collect(),
@@ -293,7 +288,5 @@ mod tests {
     fn storage_names_keep_public_tables_bare() {
         assert_eq!(storage_name("public", "t"), "t");
         assert_eq!(storage_name("s", "t"), "s.t");
-        assert_eq!(bare_name("s.t"), "t");
-        assert_eq!(bare_name("t"), "t");
     }
 }

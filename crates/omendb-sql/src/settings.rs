@@ -68,12 +68,13 @@ pub(crate) struct Settings {
 impl Settings {
     /// The value of `name`.
     pub(crate) fn get(&self, name: &str) -> Result<String> {
+        self.value(name).map(String::from)
+    }
+
+    /// The value of `name`, borrowed.
+    pub(crate) fn value(&self, name: &str) -> Result<&str> {
         let (name, default, _) = parameter(name)?;
-        Ok(self
-            .values
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| default.to_string()))
+        Ok(self.values.get(name).map_or(default, String::as_str))
     }
 
     /// Sets `name` to `value` (its default when `None`), for the session

@@ -184,14 +184,13 @@ impl Iterator for SkipScan {
                 None => break,
             }
         }
-        match pieces.as_slice() {
-            [] => None,
-            [one] => Some(Ok(one.clone())),
-            [first, ..] => Some(concat_batches(&first.schema(), &pieces).map_err(|e| {
-                omendb_storage::StorageError::Internal {
-                    message: format!("joining skip scan batches: {e}"),
-                }
-            })),
+        if pieces.len() <= 1 {
+            return pieces.pop().map(Ok);
         }
+        Some(concat_batches(&pieces[0].schema(), &pieces).map_err(|e| {
+            omendb_storage::StorageError::Internal {
+                message: format!("joining skip scan batches: {e}"),
+            }
+        }))
     }
 }

@@ -32,6 +32,11 @@ pub fn schema_of(name: &str) -> &str {
         .map_or(PUBLIC_SCHEMA, |(schema, _)| schema)
 }
 
+/// The name of the table named `name` within its schema (`t` of `s.t`).
+pub fn name_in_schema(name: &str) -> &str {
+    name.split_once('.').map_or(name, |(_, table)| table)
+}
+
 /// Identifies a table for its whole life; never reused.
 pub type TableId = u64;
 
@@ -230,11 +235,7 @@ impl TableDef {
 
     /// The name of the primary key constraint, as PostgreSQL names it.
     pub fn primary_key_name(&self) -> String {
-        let table = self
-            .name
-            .split_once('.')
-            .map_or(self.name.as_str(), |(_, t)| t);
-        format!("{table}_pkey")
+        format!("{}_pkey", name_in_schema(&self.name))
     }
 
     /// Whether the key is the hidden row id.
@@ -590,6 +591,12 @@ mod tests {
             def.with_column_added(spec, Value::Null).is_err(),
             "NOT NULL without a value"
         );
+    }
+
+    #[test]
+    fn qualified_names_split_into_schema_and_table() {
+        assert_eq!((schema_of("s.t"), name_in_schema("s.t")), ("s", "t"));
+        assert_eq!((schema_of("t"), name_in_schema("t")), ("public", "t"));
     }
 
     #[test]

@@ -37,7 +37,7 @@ mod wal;
 
 pub use catalog::{
     Catalog, CatalogOp, ColumnDef, ColumnId, ColumnSpec, PUBLIC_SCHEMA, TableDef, TableId,
-    UniqueIndex, schema_of,
+    UniqueIndex, name_in_schema, schema_of,
 };
 pub use db::{Database, Options};
 pub use error::{ErrorKind, Result, StorageError};

@@ -383,24 +383,6 @@ impl Transaction {
             .ok_or_else(|| StorageError::internal(format!("no index table for {}", unique.name)))
     }
 
-    /// The index entries of `row` (stored under `key`) in `def`'s unique
-    /// indexes, with each index: none for a row with a NULL there.
-    fn index_entries(
-        &mut self,
-        def: &TableDef,
-        key: &[u8],
-        row: &[Value],
-    ) -> Result<Vec<(Arc<TableDef>, Option<IndexEntry>)>> {
-        def.unique
-            .iter()
-            .map(|unique| {
-                let index = self.index_def(unique)?;
-                let entry = index_entry(def, unique, &index, key, row)?;
-                Ok((index, entry))
-            })
-            .collect()
-    }
-
     /// Fails unless `entry` is free in `index` for this transaction.
     fn check_index_entry(&mut self, index: &TableDef, entry: &IndexEntry) -> Result<()> {
         match self.exists(index, &entry.key)? {
@@ -424,44 +406,30 @@ impl Transaction {
         old: Option<&[Value]>,
         new: Option<&[Value]>,
     ) -> Result<()> {
-        if def.unique.is_empty() {
-            return Ok(());
+        // Per index whose entry changes: the entry to remove, the one to add.
+        let mut changes = Vec::new();
+        for unique in &def.unique {
+            let index = self.index_def(unique)?;
+            let entry = |row: Option<&[Value]>| match row {
+                Some(row) => index_entry(def, unique, &index, key, row),
+                None => Ok(None),
+            };
+            let (gone, added) = (entry(old)?, entry(new)?);
+            if gone.as_ref().map(|e| &e.key) != added.as_ref().map(|e| &e.key) {
+                changes.push((index, gone, added));
+            }
         }
-        let old = match old {
-            Some(row) => self.index_entries(def, key, row)?,
-            None => Vec::new(),
-        };
-        let new = match new {
-            Some(row) => self.index_entries(def, key, row)?,
-            None => Vec::new(),
-        };
-        let old_key = |i: usize| old.get(i).and_then(|(_, e)| e.as_ref()).map(|e| &e.key);
-        let mut moves = Vec::new();
-        for (i, (index, entry)) in new.iter().enumerate() {
-            if let Some(entry) = entry
-                && old_key(i) != Some(&entry.key)
-            {
+        for (index, _, added) in &changes {
+            if let Some(entry) = added {
                 self.check_index_entry(index, entry)?;
-                moves.push(i);
             }
         }
-        for (i, (index, entry)) in old.iter().enumerate() {
-            let new_key = new.get(i).and_then(|(_, e)| e.as_ref()).map(|e| &e.key);
-            if let Some(entry) = entry
-                && new_key != Some(&entry.key)
-            {
-                self.write(index.id, entry.key.clone(), None, WriteKind::Overwrite)?;
+        for (index, gone, added) in changes {
+            if let Some(entry) = gone {
+                self.write(index.id, entry.key, None, WriteKind::Overwrite)?;
             }
-        }
-        for i in moves {
-            let (index, entry) = &new[i];
-            if let Some(entry) = entry {
-                self.write(
-                    index.id,
-                    entry.key.clone(),
-                    Some(entry.row.clone()),
-                    WriteKind::Insert,
-                )?;
+            if let Some(entry) = added {
+                self.write(index.id, entry.key, Some(entry.row), WriteKind::Insert)?;
             }
         }
         Ok(())

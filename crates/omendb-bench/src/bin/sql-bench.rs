@@ -363,8 +363,12 @@ fn load(args: &Args, data: &TimeSeries, base: &Path) -> BenchResult<Engines> {
 }
 
 impl Engines {
-    /// Runs `sql` on OmenDB and summarizes its rows.
-    fn omendb(&mut self, sql: &str, params: &[ScalarValue]) -> BenchResult<Answer> {
+    /// The rows of `sql` run on OmenDB with `params`.
+    fn omendb_batches(
+        &mut self,
+        sql: &str,
+        params: &[ScalarValue],
+    ) -> BenchResult<Vec<arrow::record_batch::RecordBatch>> {
         let Engines {
             runtime,
             sql: engine,
@@ -376,48 +380,39 @@ impl Engines {
             let Some(Ok(StatementResult::Rows { stream, .. })) = results.pop() else {
                 return Err(format!("{sql}: no rows").into());
             };
-            let batches: Vec<_> = stream.try_collect().await?;
-            let mut answer = Answer::default();
-            for batch in &batches {
-                answer.rows += batch.num_rows() as u64;
-                // Sum every numeric column after the first of a grouped
-                // answer, the only column of a point query.
-                let first = usize::from(batch.num_columns() > 1);
-                for (i, column) in batch.columns().iter().enumerate().skip(first) {
-                    answer.sums[i - first] += column_sum(column.as_ref())?;
-                }
-            }
-            Ok(answer)
+            Ok(stream.try_collect().await?)
         })
+    }
+
+    /// Runs `sql` on OmenDB and summarizes its rows.
+    fn omendb(&mut self, sql: &str, params: &[ScalarValue]) -> BenchResult<Answer> {
+        let mut answer = Answer::default();
+        for batch in &self.omendb_batches(sql, params)? {
+            answer.rows += batch.num_rows() as u64;
+            // Sum every numeric column after the first of a grouped
+            // answer, the only column of a point query.
+            let first = usize::from(batch.num_columns() > 1);
+            for (i, column) in batch.columns().iter().enumerate().skip(first) {
+                answer.sums[i - first] += column_sum(column.as_ref())?;
+            }
+        }
+        Ok(answer)
     }
 
     /// OmenDB's `EXPLAIN ANALYZE` of `sql`, line by line.
     fn omendb_explain(&mut self, sql: &str, params: &[ScalarValue]) -> BenchResult<Vec<String>> {
-        let Engines {
-            runtime,
-            sql: engine,
-            session,
-            ..
-        } = self;
-        runtime.block_on(async {
-            let explain = format!("EXPLAIN ANALYZE {sql}");
-            let mut results = engine.execute(session, &explain, params).await;
-            let Some(Ok(StatementResult::Rows { stream, .. })) = results.pop() else {
-                return Err(format!("{explain}: no rows").into());
-            };
-            let batches: Vec<_> = stream.try_collect().await?;
-            let mut lines = Vec::new();
-            for batch in &batches {
-                for row in 0..batch.num_rows() {
-                    for column in batch.columns() {
-                        if let Some(text) = column.as_string_opt::<i32>() {
-                            lines.extend(text.value(row).lines().map(String::from));
-                        }
+        let batches = self.omendb_batches(&format!("EXPLAIN ANALYZE {sql}"), params)?;
+        let mut lines = Vec::new();
+        for batch in &batches {
+            for row in 0..batch.num_rows() {
+                for column in batch.columns() {
+                    if let Some(text) = column.as_string_opt::<i32>() {
+                        lines.extend(text.value(row).lines().map(String::from));
                     }
                 }
             }
-            Ok(lines)
-        })
+        }
+        Ok(lines)
     }
 
     /// Runs `sql` on SQLite and summarizes its rows as `omendb` does.
