@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::arith::IntegerArithmetic;
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::{Description, QueryHandler, StatementResult, TransactionStatus};
-use crate::prepared::{PlanCache, PreparedQuery};
+use crate::prepared::{FastTarget, PlanCache, PreparedQuery};
 use crate::provider::{ReaderSlot, TxnSlot, range_text};
 use crate::schemas::{self, ROWS_SCHEMA, SEARCH_PATH_SCHEMA, StorageCatalog, TableName};
 use crate::settings::{self, SharedSettings};
@@ -890,9 +890,8 @@ async fn run_prepared(
     if let Some(read) = prepared.fast_path(&session.params) {
         let schema = prepared.schema.clone();
         let table = &read.def.name;
-        if let Some(key) = &read.key {
-            let key = reader.key(table, key)?;
-            let row = reader.get(table, &key)?;
+        if let FastTarget::Key(key) = &read.target {
+            let row = reader.get_by_values(table, key)?;
             let batch = one_row(read.def, read.positions, &schema, row.as_deref())?;
             return Ok(StatementResult::rows(schema, vec![batch], None));
         }

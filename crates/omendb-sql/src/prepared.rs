@@ -10,6 +10,7 @@
 //! has changed (ALTER, DROP and CREATE again) the query is planned anew.
 
 use std::collections::HashMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
@@ -122,21 +123,32 @@ impl PreparedQuery {
 #[derive(Debug)]
 pub(crate) struct FastRead<'a> {
     pub(crate) def: &'a TableDef,
-    /// The key range.
-    pub(crate) range: KeyRange,
+    pub(crate) target: FastTarget,
     /// The columns returned, in order, by name and by position.
     pub(crate) columns: &'a [String],
     pub(crate) positions: &'a [usize],
-    /// The whole key, when the query names one: a point read (a segment's
-    /// row file), not a scan.
-    pub(crate) key: Option<Vec<Value>>,
+}
+
+/// The rows the fast path reads.
+#[derive(Debug)]
+pub(crate) enum FastTarget {
+    /// One whole key: a point read (a segment's row file), not a scan.
+    Key(Vec<Value>),
+    Range(KeyRange),
 }
 
 impl FastRead<'_> {
-    /// The storage scan of the range.
+    /// The storage scan of the rows.
     pub(crate) fn request(&self) -> ScanRequest {
+        let range = match &self.target {
+            FastTarget::Key(key) => KeyRange {
+                start: Bound::Included(key.clone()),
+                end: Bound::Included(key.clone()),
+            },
+            FastTarget::Range(range) => range.clone(),
+        };
         ScanRequest {
-            range: self.range.clone(),
+            range,
             columns: Some(self.columns.to_vec()),
             ..ScanRequest::default()
         }
@@ -290,13 +302,16 @@ impl KeyLookup {
                 return None;
             }
         }
-        let key: Option<Vec<Value>> = bounds.iter().map(|b| b.eq.clone()).collect();
+        let target = if bounds.iter().all(|b| b.eq.is_some()) {
+            FastTarget::Key(bounds.into_iter().filter_map(|b| b.eq).collect())
+        } else {
+            FastTarget::Range(range_of(bounds))
+        };
         Some(FastRead {
             def: &self.def,
-            range: range_of(bounds),
+            target,
             columns: &self.columns,
             positions: &self.positions,
-            key,
         })
     }
 }

@@ -349,7 +349,9 @@ impl TableProvider for StorageTable {
         {
             skip = None;
         }
-        let parts = if skip.is_none() && limit.is_none() && request.range == KeyRange::all() {
+        // A full scan or a skip scan of a large table runs in parts, each
+        // over a range of the first key column.
+        let parts = if limit.is_none() && request.range == KeyRange::all() {
             split(&reader, &self.def, state.config().target_partitions()).map_err(external)?
         } else {
             Vec::new()

@@ -1,12 +1,13 @@
 //! Decoded segment data kept in memory under one budget: each segment's
-//! key columns (what point lookups search), its decoded blocks (what short
-//! range scans read) and pages of its row file (what point lookups return).
+//! key columns (what point lookups search) and its decoded blocks (what
+//! short range scans read). Raw file bytes are not here: segment files are
+//! mapped, so the OS page cache holds them (see `io.rs`).
 //!
 //! Eviction is CLOCK (second chance): a hit only sets the entry's reference
 //! bit under a shared lock, so concurrent lookups never serialise on
 //! bookkeeping; making room sweeps a ring of entries, clearing bits and
-//! evicting the first entry not used since the last sweep. Blocks and pages
-//! leave first; key columns only make room for other key columns.
+//! evicting the first entry not used since the last sweep. Blocks leave
+//! first; key columns only make room for other key columns.
 //!
 //! Loading happens outside the lock, so a slow read never blocks other
 //! lookups; two threads may load the same entry at once, and the second
@@ -27,14 +28,12 @@ pub(crate) enum CacheKey {
     /// All columns of one block of a segment: (segment, row group, block
     /// within the group).
     Block(u64, usize, usize),
-    /// One page of a segment's row file: (segment, page number).
-    RowPage(u64, u64),
 }
 
 impl CacheKey {
     fn segment(&self) -> u64 {
         match self {
-            CacheKey::Keys(id) | CacheKey::Block(id, _, _) | CacheKey::RowPage(id, _) => *id,
+            CacheKey::Keys(id) | CacheKey::Block(id, _, _) => *id,
         }
     }
 
@@ -123,7 +122,7 @@ impl Cache {
         while inner.used + size > self.budget {
             match inner.victim(key.is_keys()) {
                 Some(victim) => inner.evict(victim),
-                // Blocks and pages never push key columns out: not cached.
+                // Blocks never push key columns out: not cached.
                 None => return,
             }
         }
@@ -258,8 +257,8 @@ mod tests {
         assert_eq!(cache.used(), 80);
 
         // Data that would need key columns evicted is not kept.
-        get(CacheKey::RowPage(2, 0), 20, 30);
-        get(CacheKey::RowPage(2, 0), 20, 30);
+        get(CacheKey::Block(2, 0, 0), 20, 30);
+        get(CacheKey::Block(2, 0, 0), 20, 30);
         assert_eq!(loads.get(), 10);
         assert_eq!(cache.used(), 80);
 

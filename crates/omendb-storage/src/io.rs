@@ -16,6 +16,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 /// A directory tree of files.
 pub trait FileSystem: Send + Sync + fmt::Debug {
     /// Creates `dir` and its parents if missing.
@@ -34,6 +36,11 @@ pub trait FileSystem: Send + Sync + fmt::Debug {
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Makes the entries of `dir` (creations, renames, removals) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// The whole content of a file that is never written again (a
+    /// finished segment), as memory. The OS file system maps it: reads
+    /// cost no system call or copy, and its pages live in the OS page
+    /// cache, outside the engine's cache budget.
+    fn map_immutable(&self, path: &Path) -> io::Result<Bytes>;
 
     /// The whole content of a file.
     fn read_all(&self, path: &Path) -> io::Result<Vec<u8>> {
@@ -106,20 +113,6 @@ impl Write for ChecksumWriter {
     }
 }
 
-/// The CRC-32C of a whole file.
-pub(crate) fn crc32c_of(file: &dyn ReadFile) -> io::Result<u32> {
-    let mut crc = 0;
-    let mut buf = vec![0; 1 << 20];
-    let mut offset = 0;
-    while offset < file.len() {
-        let n = (file.len() - offset).min(buf.len() as u64) as usize;
-        file.read_exact_at(offset, &mut buf[..n])?;
-        crc = crc32c::crc32c_append(crc, &buf[..n]);
-        offset += n as u64;
-    }
-    Ok(crc)
-}
-
 /// The operating system's file system.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OsFs;
@@ -185,6 +178,23 @@ impl FileSystem for OsFs {
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         File::open(dir)?.sync_all()
     }
+
+    fn map_immutable(&self, path: &Path) -> io::Result<Bytes> {
+        let file = File::open(path)?;
+        // Mapping nothing is an error; an empty file is no bytes.
+        if file.metadata()?.len() == 0 {
+            return Ok(Bytes::new());
+        }
+        // SAFETY: a mapping is sound while nothing changes the file. The
+        // engine maps only finished segment files, which it never opens
+        // for writing again (new data goes to new files under new ids);
+        // removal unlinks the name and leaves the mapping intact. Another
+        // process truncating the file would fault the reader (SIGBUS),
+        // as with any memory-mapped database file.
+        #[allow(unsafe_code)]
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(Bytes::from_owner(map))
+    }
 }
 
 impl WriteFile for OsWriteFile {
@@ -244,7 +254,11 @@ mod tests {
         fs.rename(&path, &dir.join("b")).unwrap();
         fs.sync_dir(&dir).unwrap();
         assert_eq!(fs.list(&dir).unwrap(), vec!["b".to_string()]);
+        assert_eq!(&fs.map_immutable(&dir.join("b")).unwrap()[..], b"hello!?");
+        fs.create(&dir.join("empty")).unwrap();
+        assert!(fs.map_immutable(&dir.join("empty")).unwrap().is_empty());
         fs.remove(&dir.join("b")).unwrap();
+        fs.remove(&dir.join("empty")).unwrap();
         std::fs::remove_dir(&dir).unwrap();
     }
 }

@@ -14,6 +14,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
+
 use super::{FileSystem, ReadFile, WriteFile};
 
 /// An operation that a [`Fault`] can target.
@@ -322,6 +324,13 @@ impl FileSystem for FaultFs {
             durable.insert(path.clone(), inode.clone());
         }
         Ok(())
+    }
+
+    fn map_immutable(&self, path: &Path) -> io::Result<Bytes> {
+        self.check(Op::Read, path)?;
+        let state = lock(&self.state);
+        let inode = state.live.get(path).ok_or_else(|| not_found(path))?;
+        Ok(Bytes::copy_from_slice(&lock(inode).data))
     }
 }
 

@@ -10,11 +10,10 @@
 //! from the file (so a full scan does not flush the cache).
 
 use std::collections::HashMap;
-use std::io::BufReader;
 use std::ops::{Bound, Range};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BinaryArray, BooleanArray, UInt64Array, new_null_array,
@@ -32,7 +31,6 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::errors::ParquetError;
 use parquet::file::metadata::PageIndexPolicy;
-use parquet::file::reader::{ChunkReader, Length};
 
 use super::key_space::KeySpace;
 use super::row_file::{RowFile, RowFileSummary, row_file_path};
@@ -46,7 +44,7 @@ use crate::cache::{Cache, CacheKey};
 use crate::catalog::{ColumnDef, ColumnId, TableDef};
 use crate::error::{Result, StorageError};
 use crate::index::learned::{LearnedIndex, search};
-use crate::io::{FileSystem, ReadFile, crc32c_of};
+use crate::io::FileSystem;
 use crate::txn::decode_checked;
 use crate::types::{ColumnBuilder, Value, value_at};
 
@@ -78,7 +76,8 @@ pub(crate) struct Segment {
     path: PathBuf,
     fs: Arc<dyn FileSystem>,
     cache: Arc<Cache>,
-    opened: Mutex<Option<Arc<Opened>>>,
+    opened: OnceLock<Arc<Opened>>,
+    opening: Mutex<()>,
     obsolete: AtomicBool,
 }
 
@@ -96,7 +95,8 @@ impl Drop for Segment {
 
 #[derive(Debug)]
 struct Opened {
-    file: Arc<dyn ReadFile>,
+    /// The Parquet file, mapped (see [`FileSystem::map_immutable`]).
+    file: Bytes,
     row_file: RowFile,
     metadata: ArrowReaderMetadata,
     space: KeySpace,
@@ -127,12 +127,21 @@ const CACHED_SCAN_ROWS: usize = 4 * BLOCK_ROWS;
 #[derive(Debug)]
 struct Keys {
     index_keys: Vec<u64>,
-    ts: Vec<u64>,
-    deleted: BooleanBuffer,
+    /// Each row's version: its commit timestamp shifted left by one, the
+    /// low bit set for a tombstone, so a lookup loads both at once.
+    versions: Vec<u64>,
     /// The full key bytes; only kept when the key space is a prefix.
     full: Option<BinaryArray>,
     /// No key has more than one version.
     distinct: bool,
+}
+
+fn version_ts(version: u64) -> u64 {
+    version >> 1
+}
+
+fn version_deleted(version: u64) -> bool {
+    version & 1 == 1
 }
 
 impl Keys {
@@ -149,63 +158,13 @@ impl Keys {
                 Arc::new(BinaryArray::new(offsets, values.into(), None))
             }
         };
-        let ts = UInt64Array::from(self.ts[rows.clone()].to_vec());
-        let deleted = BooleanArray::new(self.deleted.slice(rows.start, n), None);
+        let versions = &self.versions[rows];
+        let ts = UInt64Array::from_iter_values(versions.iter().map(|&v| version_ts(v)));
+        let deleted = BooleanArray::new(
+            BooleanBuffer::collect_bool(n, |i| version_deleted(versions[i])),
+            None,
+        );
         Some(vec![key, Arc::new(ts), Arc::new(deleted)])
-    }
-}
-
-/// Reads byte ranges of a segment for the Parquet reader.
-#[derive(Clone, Debug)]
-struct FileChunks(Arc<dyn ReadFile>);
-
-impl Length for FileChunks {
-    fn len(&self) -> u64 {
-        self.0.len()
-    }
-}
-
-/// A file read forward from an offset, on demand.
-struct FileTail {
-    file: Arc<dyn ReadFile>,
-    offset: u64,
-}
-
-impl std::io::Read for FileTail {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.file.len().saturating_sub(self.offset);
-        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        self.file.read_exact_at(self.offset, &mut buf[..n])?;
-        self.offset += n as u64;
-        Ok(n)
-    }
-}
-
-/// Page headers are read through this much buffer.
-const HEADER_BUFFER: usize = 8 << 10;
-
-impl ChunkReader for FileChunks {
-    type T = BufReader<FileTail>;
-
-    /// Only reads what the caller consumes: the Parquet reader asks for a
-    /// reader from a page's offset to parse its header.
-    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
-        if start > self.0.len() {
-            return Err(ParquetError::EOF("read past the end".into()));
-        }
-        let tail = FileTail {
-            file: self.0.clone(),
-            offset: start,
-        };
-        Ok(BufReader::with_capacity(HEADER_BUFFER, tail))
-    }
-
-    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
-        let mut buf = vec![0; length];
-        self.0
-            .read_exact_at(start, &mut buf)
-            .map_err(|e| ParquetError::External(Box::new(e)))?;
-        Ok(Bytes::from(buf))
     }
 }
 
@@ -222,7 +181,8 @@ impl Segment {
             path,
             fs,
             cache,
-            opened: Mutex::new(None),
+            opened: OnceLock::new(),
+            opening: Mutex::new(()),
             obsolete: AtomicBool::new(false),
         }
     }
@@ -250,30 +210,35 @@ impl Segment {
         }
     }
 
-    fn opened(&self) -> Result<Arc<Opened>> {
-        // Only assigns the slot; a panic while held leaves it as it was.
-        let mut slot = self.opened.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(opened) = slot.as_ref() {
-            return Ok(opened.clone());
+    /// The opened segment: checked and opened by the first caller (a
+    /// failure is not kept, so the next caller tries again), then shared
+    /// without locking.
+    fn opened(&self) -> Result<&Arc<Opened>> {
+        if let Some(opened) = self.opened.get() {
+            return Ok(opened);
+        }
+        // Guards no data, only that one thread opens at a time.
+        let _opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(opened) = self.opened.get() {
+            return Ok(opened);
         }
         let opened = Arc::new(self.open()?);
-        *slot = Some(opened.clone());
-        Ok(opened)
+        Ok(self.opened.get_or_init(|| opened))
     }
 
     fn open(&self) -> Result<Opened> {
         let file = self
             .fs
-            .open_read(&self.path)
+            .map_immutable(&self.path)
             .map_err(|e| StorageError::io(&self.path, e))?;
-        if file.len() != self.meta.bytes {
+        if file.len() as u64 != self.meta.bytes {
             return Err(self.corrupt(format!(
                 "{} bytes, the manifest says {}",
                 file.len(),
                 self.meta.bytes
             )));
         }
-        let crc = crc32c_of(file.as_ref()).map_err(|e| StorageError::io(&self.path, e))?;
+        let crc = crc32c::crc32c(&file);
         if crc != self.meta.crc {
             return Err(self.corrupt(format!(
                 "checksum mismatch: file {crc:#010x}, manifest {:#010x}",
@@ -284,8 +249,7 @@ impl Segment {
         // The offset index (page locations) lets reads skip to the pages
         // holding the rows they select.
         let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Required);
-        let metadata = ArrowReaderMetadata::load(&FileChunks(file.clone()), options)
-            .map_err(|e| self.read_error(e))?;
+        let metadata = ArrowReaderMetadata::load(&file, options).map_err(|e| self.read_error(e))?;
         let kv: HashMap<&str, &str> = metadata
             .metadata()
             .file_metadata()
@@ -427,7 +391,7 @@ impl Segment {
             roots,
         );
         let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
-            FileChunks(opened.file.clone()),
+            opened.file.clone(),
             opened.metadata.clone(),
         )
         .with_row_groups(row_groups)
@@ -476,8 +440,7 @@ impl Segment {
             let batches = self.read(opened, groups, vec![KEY, TS, DELETED])?;
             let rows = opened.index.len();
             let mut index_keys = Vec::with_capacity(rows);
-            let mut ts = Vec::with_capacity(rows);
-            let mut deleted = arrow::array::BooleanBufferBuilder::new(rows);
+            let mut versions = Vec::with_capacity(rows);
             let mut full = Vec::new();
             for batch in &batches {
                 let keys = batch.column(0).as_binary::<i32>();
@@ -485,8 +448,16 @@ impl Segment {
                     keys.iter()
                         .map(|k| opened.space.index_key(k.unwrap_or_default()).key),
                 );
-                ts.extend_from_slice(batch.column(1).as_primitive::<UInt64Type>().values());
-                deleted.append_buffer(batch.column(2).as_boolean().values());
+                let ts = batch.column(1).as_primitive::<UInt64Type>().values();
+                let deleted = batch.column(2).as_boolean().values();
+                if ts.iter().any(|&ts| ts >> 63 != 0) {
+                    return Err(self.corrupt("a commit timestamp of 2^63 or more"));
+                }
+                versions.extend(
+                    ts.iter()
+                        .zip(deleted)
+                        .map(|(&ts, deleted)| ts << 1 | u64::from(deleted)),
+                );
                 full.push(batch.column(0).clone());
             }
             if index_keys.len() != rows {
@@ -499,7 +470,7 @@ impl Segment {
                 let all = arrow::compute::concat(&refs).map_err(|e| self.corrupt(e.to_string()))?;
                 Some(all.as_binary::<i32>().clone())
             };
-            let size = rows * 17 + full.as_ref().map_or(0, |f| f.get_array_memory_size());
+            let size = rows * 16 + full.as_ref().map_or(0, |f| f.get_array_memory_size());
             let distinct = match &full {
                 None => index_keys.windows(2).all(|w| w[0] != w[1]),
                 Some(full) => (1..rows).all(|i| full.value(i - 1) != full.value(i)),
@@ -507,8 +478,7 @@ impl Segment {
             Ok((
                 Keys {
                     index_keys,
-                    ts,
-                    deleted: deleted.finish(),
+                    versions,
                     full,
                     distinct,
                 },
@@ -528,7 +498,7 @@ impl Segment {
         if opened.space.is_packed() && !wanted.exact {
             return Ok(None);
         }
-        let keys = self.keys(&opened)?;
+        let keys = self.keys(opened)?;
         let rows = keys.index_keys.len();
         let mut i = opened.index.lower_bound(&keys.index_keys, wanted.key);
         match &keys.full {
@@ -541,11 +511,12 @@ impl Segment {
             Some(full) => full.value(j) == key,
         };
         while i < rows && same(i) {
-            if keys.ts[i] <= snapshot {
+            let version = keys.versions[i];
+            if version_ts(version) <= snapshot {
                 return Ok(Some(Found {
                     row: i,
-                    ts: keys.ts[i],
-                    deleted: keys.deleted.value(i),
+                    ts: version_ts(version),
+                    deleted: version_deleted(version),
                 }));
             }
             i += 1;
@@ -610,7 +581,7 @@ impl Segment {
                 else {
                     return Ok(None);
                 };
-                let keys = self.keys(&opened)?;
+                let keys = self.keys(opened)?;
                 let start = opened.index.lower_bound(&keys.index_keys, first);
                 let end = past.map_or(opened.index.len(), |past| {
                     opened.index.lower_bound(&keys.index_keys, past)
@@ -662,7 +633,7 @@ impl Segment {
             .collect();
         Ok(Some(SegmentBatches {
             segment: self.clone(),
-            opened,
+            opened: opened.clone(),
             next_row: start,
             end_row: end,
             short: keys.is_some() && end - start <= CACHED_SCAN_ROWS,
@@ -698,7 +669,7 @@ impl Segment {
         let zones = match zones {
             Some(zones) => zones,
             None => {
-                let zones = Arc::new(self.read_zones(&opened, column)?);
+                let zones = Arc::new(self.read_zones(opened, column)?);
                 let mut cached = opened.zones.lock().unwrap_or_else(|p| p.into_inner());
                 cached.insert(column.id, zones.clone());
                 zones
@@ -783,7 +754,7 @@ impl Segment {
         let rows = opened.index.len();
         let batches = SegmentBatches {
             segment: self.clone(),
-            opened,
+            opened: opened.clone(),
             next_row: 0,
             end_row: rows,
             short: false,
@@ -801,14 +772,10 @@ impl Segment {
     }
 
     /// All table columns of `row`, for point reads: from the row file, so
-    /// a read touches two small pages, cached or not.
+    /// a read touches two small stretches of mapped memory.
     pub(crate) fn row(&self, def: &TableDef, row: usize) -> Result<Vec<Value>> {
         let opened = self.opened()?;
-        opened
-            .row_file
-            .with_row(&self.cache, self.meta.id, row, |bytes| {
-                decode_checked(def, bytes)
-            })
+        decode_checked(def, opened.row_file.row(row)?)
     }
 }
 

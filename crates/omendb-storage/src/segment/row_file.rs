@@ -1,8 +1,7 @@
 //! A segment's row file: every version's values, row-encoded and
-//! addressable by row number, so a point read is two small reads (the
-//! row's offsets, then its bytes, each through 4 KiB pages in the cache)
-//! however large the segment, instead of decoding a Parquet page per
-//! column. The Parquet file stays the column store scans read; this is
+//! addressable by row number, so a point read is two small reads from the
+//! mapped file (the row's offsets, then its bytes) however large the
+//! segment, instead of decoding a Parquet page per column. The Parquet file stays the column store scans read; this is
 //! the row store point reads use.
 //!
 //! ```text
@@ -17,18 +16,16 @@
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use crate::cache::{Cache, CacheKey};
+use bytes::Bytes;
+
 use crate::error::{Result, StorageError};
-use crate::io::{ChecksumWriter, FileSystem, ReadFile, crc32c_of};
+use crate::io::{ChecksumWriter, FileSystem};
 
 const MAGIC: &[u8; 8] = b"OMENROWS";
 const VERSION: u32 = 1;
 const HEADER_BYTES: u64 = 16;
 const TRAILER_BYTES: u64 = 24;
-/// Reads go through the cache in pages of this many bytes.
-const PAGE_BYTES: u64 = 4096;
 /// Bytes buffered before a write to the file.
 const WRITE_BUFFER: usize = 1 << 20;
 
@@ -108,11 +105,12 @@ impl RowFileWriter {
     }
 }
 
-/// An open row file, checked against its summary.
+/// An open row file, checked against its summary, held as memory (see
+/// [`FileSystem::map_immutable`]).
 #[derive(Debug)]
 pub(crate) struct RowFile {
     path: PathBuf,
-    file: Arc<dyn ReadFile>,
+    bytes: Bytes,
     offsets_start: u64,
     rows: u64,
 }
@@ -126,18 +124,19 @@ impl RowFile {
         summary: RowFileSummary,
         rows: u64,
     ) -> Result<RowFile> {
-        let file = fs
-            .open_read(&path)
+        let bytes = fs
+            .map_immutable(&path)
             .map_err(|e| StorageError::io(&path, e))?;
         let corrupt =
             |offset, detail: String| StorageError::corruption("row file", &path, offset, detail);
-        if file.len() != summary.bytes {
+        let len = bytes.len() as u64;
+        if len != summary.bytes {
             return Err(corrupt(
                 0,
-                format!("{} bytes, the segment says {}", file.len(), summary.bytes),
+                format!("{len} bytes, the segment says {}", summary.bytes),
             ));
         }
-        let crc = crc32c_of(file.as_ref()).map_err(|e| StorageError::io(&path, e))?;
+        let crc = crc32c::crc32c(&bytes);
         if crc != summary.crc {
             return Err(corrupt(
                 0,
@@ -147,16 +146,14 @@ impl RowFile {
                 ),
             ));
         }
-        if file.len() < HEADER_BYTES + TRAILER_BYTES {
+        if len < HEADER_BYTES + TRAILER_BYTES {
             return Err(corrupt(0, "shorter than its header and trailer".into()));
         }
-        let mut header = [0u8; HEADER_BYTES as usize];
-        let mut trailer = [0u8; TRAILER_BYTES as usize];
-        let trailer_at = file.len() - TRAILER_BYTES;
-        file.read_exact_at(0, &mut header)
-            .and_then(|()| file.read_exact_at(trailer_at, &mut trailer))
-            .map_err(|e| StorageError::io(&path, e))?;
-        let word = |bytes: &[u8]| u64::from_le_bytes(bytes.try_into().unwrap_or([0; 8]));
+        let trailer_at = len - TRAILER_BYTES;
+        let (header, trailer) = (
+            &bytes[..HEADER_BYTES as usize],
+            &bytes[trailer_at as usize..],
+        );
         if &header[..8] != MAGIC
             || header[8..12] != VERSION.to_le_bytes()
             || &trailer[16..] != MAGIC
@@ -172,22 +169,14 @@ impl RowFile {
         }
         Ok(RowFile {
             path,
-            file,
+            bytes,
             offsets_start,
             rows,
         })
     }
 
-    /// Calls `f` with the encoded bytes of row `row`, read through `cache`
-    /// in pages as segment `segment`'s. A row within one page is lent
-    /// straight from the cached page; only a row crossing pages is copied.
-    pub(crate) fn with_row<R>(
-        &self,
-        cache: &Cache,
-        segment: u64,
-        row: usize,
-        f: impl FnOnce(&[u8]) -> Result<R>,
-    ) -> Result<R> {
+    /// The encoded bytes of row `row`, lent from the file's memory.
+    pub(crate) fn row(&self, row: usize) -> Result<&[u8]> {
         if row as u64 >= self.rows {
             return Err(StorageError::internal(format!(
                 "row {row} of {} rows in {}",
@@ -195,80 +184,34 @@ impl RowFile {
                 self.path.display()
             )));
         }
-        let at = self.offsets_start + row as u64 * 8;
-        let (start, end) = self.with_bytes(cache, segment, at, 16, |pair| {
-            let word = |i: usize| {
-                let mut bytes = [0u8; 8];
-                bytes.copy_from_slice(&pair[i..i + 8]);
-                u64::from_le_bytes(bytes)
-            };
-            Ok((word(0), word(8)))
-        })?;
+        // `open` checked that the offsets of every row lie in the file.
+        let at = (self.offsets_start + row as u64 * 8) as usize;
+        let (start, end) = (word(&self.bytes[at..]), word(&self.bytes[at + 8..]));
         if start > end || end > self.offsets_start {
             return Err(StorageError::corruption(
                 "row file",
                 &self.path,
-                at,
+                at as u64,
                 format!("row {row} spans {start}..{end}"),
             ));
         }
-        self.with_bytes(cache, segment, start, (end - start) as usize, f)
+        Ok(&self.bytes[start as usize..end as usize])
     }
+}
 
-    /// Calls `f` with the `len` bytes at `offset`.
-    fn with_bytes<R>(
-        &self,
-        cache: &Cache,
-        segment: u64,
-        offset: u64,
-        len: usize,
-        f: impl FnOnce(&[u8]) -> Result<R>,
-    ) -> Result<R> {
-        let number = offset / PAGE_BYTES;
-        let from = (offset - number * PAGE_BYTES) as usize;
-        if from + len <= PAGE_BYTES as usize {
-            let page = self.page(cache, segment, number)?;
-            return match page.get(from..from + len) {
-                Some(bytes) => f(bytes),
-                None => Err(self.past_end(offset + len as u64)),
-            };
-        }
-        let mut bytes = Vec::with_capacity(len);
-        while bytes.len() < len {
-            let position = offset + bytes.len() as u64;
-            let number = position / PAGE_BYTES;
-            let page = self.page(cache, segment, number)?;
-            let from = (position - number * PAGE_BYTES) as usize;
-            let n = (len - bytes.len()).min(page.len().saturating_sub(from));
-            if n == 0 {
-                return Err(self.past_end(position));
-            }
-            bytes.extend_from_slice(&page[from..from + n]);
-        }
-        f(&bytes)
-    }
-
-    /// Page `number` of the file, from the cache.
-    fn page(&self, cache: &Cache, segment: u64, number: u64) -> Result<Arc<Vec<u8>>> {
-        cache.get_or_load(CacheKey::RowPage(segment, number), || {
-            let start = number * PAGE_BYTES;
-            let len = PAGE_BYTES.min(self.file.len().saturating_sub(start)) as usize;
-            let mut page = vec![0; len];
-            self.file
-                .read_exact_at(start, &mut page)
-                .map_err(|e| StorageError::io(&self.path, e))?;
-            Ok((page, len))
-        })
-    }
-
-    fn past_end(&self, position: u64) -> StorageError {
-        StorageError::corruption("row file", &self.path, position, "read past the end")
-    }
+/// The little-endian `u64` at the start of `bytes` (zero when shorter:
+/// callers check lengths first).
+fn word(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    let n = bytes.len().min(8);
+    word[..n].copy_from_slice(&bytes[..n]);
+    u64::from_le_bytes(word)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::OsFs;
     use crate::io::fault::FaultFs;
 
     const DIR: &str = "/rows";
@@ -299,21 +242,33 @@ mod tests {
     }
 
     #[test]
-    fn every_row_reads_back_through_a_small_cache() {
+    fn every_row_reads_back() {
         let fs = FaultFs::new();
         let rows = rows();
         let summary = write(&fs, &rows);
         let file = open(&fs, summary, rows.len() as u64).unwrap();
-        // Room for a few pages only: most reads miss and evict.
-        let cache = Cache::new(4 * PAGE_BYTES as usize);
         for i in (0..rows.len()).rev().step_by(3).chain(0..rows.len()) {
-            let row = file.with_row(&cache, 1, i, |b| Ok(b.to_vec())).unwrap();
-            assert_eq!(row, rows[i], "row {i}");
+            assert_eq!(file.row(i).unwrap(), rows[i], "row {i}");
         }
-        assert!(
-            file.with_row(&cache, 1, rows.len(), |_| Ok(())).is_err(),
-            "past the last row"
-        );
+        assert!(file.row(rows.len()).is_err(), "past the last row");
+    }
+
+    #[test]
+    fn a_mapped_file_on_disk_reads_back_like_one_in_memory() {
+        let dir = std::env::temp_dir().join(format!("omendb-rows-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rows = rows();
+        let path = row_file_path(&dir, 1);
+        let mut writer = RowFileWriter::create(&OsFs, path.clone()).unwrap();
+        for row in &rows {
+            writer.push(row).unwrap();
+        }
+        let summary = writer.finish().unwrap();
+        let file = RowFile::open(&OsFs, path, summary, rows.len() as u64).unwrap();
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(file.row(i).unwrap(), row, "row {i}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
