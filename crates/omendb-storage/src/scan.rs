@@ -375,6 +375,9 @@ struct DirectScan {
     /// all its rows are visible versions ([`SegmentBatches::all_visible_at`]).
     queue: VecDeque<(RecordBatch, bool)>,
     rest: Option<(SegmentBatches, bool)>,
+    /// The rest's batches hold only the output's table columns: every row
+    /// is in range and visible ([`SegmentBatches::without_system_columns`]).
+    table_only: bool,
     visibility: Visibility,
     /// Output rows beyond the last returned batch.
     pending: Option<RecordBatch>,
@@ -701,9 +704,15 @@ impl BatchScan {
                 _ => return Ok(()),
             }
         }
+        let mut table_only = false;
         let (queue, rest) = if scans.len() == 1 {
-            let rest = scans.pop().map(|scan| {
+            let rest = scans.pop().map(|mut scan| {
                 let visible = scan.all_visible_at(snapshot);
+                let in_range = scan.end_keys().is_some_and(|(first, last)| {
+                    after_start(&first, &self.from) && before_end(&last, &self.to)
+                });
+                table_only =
+                    visible && in_range && !self.with_keys && scan.without_system_columns();
                 (scan, visible)
             });
             (VecDeque::new(), rest)
@@ -741,6 +750,7 @@ impl BatchScan {
         self.direct = Some(DirectScan {
             queue,
             rest,
+            table_only,
             visibility: Visibility {
                 snapshot,
                 decided: None,
@@ -774,6 +784,14 @@ impl BatchScan {
             let Some((batch, all_visible)) = next else {
                 return Ok(None);
             };
+            if direct.table_only {
+                if batch.num_rows() > 0 {
+                    let (columns, rows) = (batch.columns().to_vec(), batch.num_rows());
+                    direct.pending =
+                        Some(output_batch(&self.schema, &self.def.name, columns, rows)?);
+                }
+                continue;
+            }
             let batch = if all_visible {
                 live_in_range(&batch, &self.from, &self.to)?
             } else {

@@ -134,6 +134,8 @@ struct Keys {
     full: Option<BinaryArray>,
     /// No key has more than one version.
     distinct: bool,
+    /// Some row is a tombstone.
+    tombstones: bool,
 }
 
 fn version_ts(version: u64) -> u64 {
@@ -145,6 +147,16 @@ fn version_deleted(version: u64) -> bool {
 }
 
 impl Keys {
+    /// The key bytes of row `row`.
+    fn key(&self, space: &KeySpace, row: usize) -> Option<Vec<u8>> {
+        match &self.full {
+            Some(full) => Some(full.value(row).to_vec()),
+            None => space
+                .keys_of(self.index_keys.get(row..row + 1)?)
+                .map(|(bytes, _)| bytes),
+        }
+    }
+
     /// The system columns (`_key`, `_ts`, `_deleted`) of rows `rows`,
     /// without reading the file: key bytes from the full keys, or given
     /// back by the packed key space.
@@ -475,12 +487,14 @@ impl Segment {
                 None => index_keys.windows(2).all(|w| w[0] != w[1]),
                 Some(full) => (1..rows).all(|i| full.value(i - 1) != full.value(i)),
             };
+            let tombstones = versions.iter().any(|&v| version_deleted(v));
             Ok((
                 Keys {
                     index_keys,
                     versions,
                     full,
                     distinct,
+                    tombstones,
                 },
                 size,
             ))
@@ -639,6 +653,7 @@ impl Segment {
             short: keys.is_some() && end - start <= CACHED_SCAN_ROWS,
             cached: keys.is_some() && end - start <= CACHED_SCAN_ROWS,
             distinct: keys.as_ref().is_some_and(|k| k.distinct),
+            system: true,
             keys,
             defs,
             schema,
@@ -760,6 +775,7 @@ impl Segment {
             short: false,
             cached: false,
             distinct: false,
+            system: true,
             keys: None,
             defs: Vec::new(),
             schema: Arc::new(Schema::new(fields)),
@@ -779,9 +795,9 @@ impl Segment {
     }
 }
 
-/// The rows of a scan: each batch holds `_key`, `_ts`, `_deleted`, then
-/// the requested table columns (a column the segment predates holds its
-/// missing value).
+/// The rows of a scan: each batch holds `_key`, `_ts`, `_deleted` (unless
+/// [`SegmentBatches::without_system_columns`]), then the requested table
+/// columns (a column the segment predates holds its missing value).
 #[derive(Clone, Debug)]
 pub(crate) struct SegmentBatches {
     segment: Arc<Segment>,
@@ -796,6 +812,8 @@ pub(crate) struct SegmentBatches {
     cached: bool,
     /// Known: no key of the segment has more than one version.
     distinct: bool,
+    /// Batches begin with the system columns.
+    system: bool,
     /// The key columns, which a bounded scan has loaded: short scans take
     /// their system columns from them.
     keys: Option<Arc<Keys>>,
@@ -873,14 +891,41 @@ impl SegmentBatches {
         self.distinct && self.segment.meta.max_ts <= snapshot
     }
 
-    /// Root positions in the file of the system columns and the requested
-    /// columns the segment holds, in file order.
+    /// The keys of the first and last row in the scan's range, when its
+    /// key columns are loaded (a bounded scan).
+    pub(crate) fn end_keys(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        let keys = self.keys.as_ref()?;
+        let space = &self.opened.space;
+        Some((
+            keys.key(space, self.next_row)?,
+            keys.key(space, self.end_row.checked_sub(1)?)?,
+        ))
+    }
+
+    /// Leaves the system columns out of the batches (they then hold only
+    /// the requested columns) when the segment holds no tombstone, as its
+    /// loaded key columns say; returns whether it did. For a caller that
+    /// has checked that every row is in range and visible, and so needs
+    /// neither keys, versions nor tombstone bits: decoding them is most of
+    /// a wide scan's work.
+    pub(crate) fn without_system_columns(&mut self) -> bool {
+        if self.keys.as_ref().is_none_or(|k| k.tombstones) {
+            return false;
+        }
+        self.system = false;
+        self.schema = Arc::new(Schema::new(self.schema.fields()[SYSTEM_COLUMNS..].to_vec()));
+        true
+    }
+
+    /// Root positions in the file of the system columns (unless left out)
+    /// and the requested columns the segment holds, in file order.
     fn roots(&self) -> Vec<usize> {
         let present = self
             .defs
             .iter()
             .filter_map(|c| self.opened.columns.get(&c.id).copied());
-        let mut roots: Vec<usize> = (0..SYSTEM_COLUMNS).chain(present).collect();
+        let system = if self.system { SYSTEM_COLUMNS } else { 0 };
+        let mut roots: Vec<usize> = (0..system).chain(present).collect();
         roots.sort_unstable();
         roots
     }
@@ -921,7 +966,8 @@ impl SegmentBatches {
         column: impl Fn(usize) -> Option<ArrayRef>,
     ) -> Result<RecordBatch> {
         let mut columns = Vec::with_capacity(SYSTEM_COLUMNS + self.defs.len());
-        for root in 0..SYSTEM_COLUMNS {
+        let system = if self.system { SYSTEM_COLUMNS } else { 0 };
+        for root in 0..system {
             columns.push(column(root).ok_or_else(|| {
                 self.segment
                     .corrupt(format!("system column {root} missing"))

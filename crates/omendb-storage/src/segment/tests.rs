@@ -314,3 +314,74 @@ fn a_scan_outside_the_segments_time_range_does_not_load_key_columns() {
     let expected: Vec<Vec<u8>> = (1_000..2_000).step_by(10).map(|ts| key(5, ts)).collect();
     assert_eq!(across, expected);
 }
+
+#[test]
+fn system_columns_are_left_out_only_of_a_bounded_scan_of_a_segment_without_tombstones() {
+    let columns = vec![
+        ColumnSpec::new("k", DataType::Int64),
+        ColumnSpec::new("v", DataType::Int64),
+    ];
+    let def = Arc::new(TableDef::new(7, "t", columns, &["k"]).unwrap());
+    let key = |k: i64| {
+        let mut out = Vec::new();
+        def.key_codec()
+            .encode(&[&Value::Int64(k)], &mut out)
+            .unwrap();
+        out
+    };
+    // One version a key; key 500 is a tombstone in the second segment.
+    let segment = |id: u64, tombstone: bool| {
+        let (fs, cache) = setup();
+        let versions: Versions = (0..1000i64)
+            .map(|k| {
+                let values =
+                    (!(tombstone && k == 500)).then(|| vec![Value::Int64(k), Value::Int64(-k)]);
+                (key(k), vec![(10, values)])
+            })
+            .collect();
+        let meta = write(&fs, &def, id, &versions);
+        Arc::new(Segment::new(meta, &dir(), Arc::new(fs), cache))
+    };
+    let (from, to) = (Bound::Included(key(100)), Bound::Excluded(key(900)));
+    let v = def.column("v").unwrap().id;
+
+    let clean = segment(1, false);
+    let mut scan = clean
+        .scan(&def, &[v], (&from, &to), &|_, _| false)
+        .unwrap()
+        .unwrap();
+    assert_eq!(scan.end_keys(), Some((key(100), key(899))));
+    assert!(scan.without_system_columns());
+    let values: Vec<i64> = scan
+        .flat_map(|batch| {
+            let batch = batch.unwrap();
+            assert_eq!(batch.num_columns(), 1, "only the requested column");
+            batch
+                .column(0)
+                .as_primitive::<arrow::datatypes::Int64Type>()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(values, (100..900).map(|k| -k).collect::<Vec<_>>());
+
+    // A tombstone anywhere in the segment keeps the system columns.
+    let with_tombstone = segment(2, true);
+    let mut scan = with_tombstone
+        .scan(&def, &[v], (&from, &to), &|_, _| false)
+        .unwrap()
+        .unwrap();
+    assert!(!scan.without_system_columns());
+    // A full scan does not load the key columns: nothing to decide by.
+    let mut scan = clean
+        .scan(
+            &def,
+            &[v],
+            (&Bound::Unbounded, &Bound::Unbounded),
+            &|_, _| false,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(scan.end_keys(), None);
+    assert!(!scan.without_system_columns());
+}

@@ -1,7 +1,10 @@
 //! Transaction semantics, checked through the public API on the fault-
 //! injecting file system.
 
+use std::ops::Bound;
 use std::sync::Arc;
+
+use arrow::array::AsArray;
 
 use super::*;
 use crate::db::{Database, Options};
@@ -795,4 +798,62 @@ fn key_column_zones_prune_over_older_segments_but_never_past_a_tombstone() {
     commit(&[5], 6..10, "newer");
     let mut txn = db.begin(Isolation::ReadCommitted);
     assert!(with_5(&mut txn).is_empty());
+}
+
+#[test]
+fn batch_scans_of_one_settled_segment_return_exactly_their_range() {
+    // Without keys in the output, a scan of one segment whose rows are all
+    // visible and none a tombstone reads no system columns when the range
+    // ends are found exactly (an integer key's packed space). Text keys
+    // sharing their first 8 bytes are found only to that prefix: the rows
+    // past either end must still be cut by key.
+    let fs = FaultFs::new();
+    let db = open(&fs);
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let text = DataType::Text { max_chars: None };
+    for (table, key_type) in [("by_name", text), ("by_id", DataType::Int64)] {
+        let columns = vec![
+            ColumnSpec::new("k", key_type),
+            ColumnSpec::new("n", DataType::Int64),
+        ];
+        txn.create_table(table, columns, &["k"]).unwrap();
+    }
+    const ROWS: i64 = 20_000;
+    let name = |i: i64| Value::Text(format!("sensor-a-{i:06}"));
+    for i in 0..ROWS {
+        txn.insert("by_name", vec![name(i), Value::Int64(i)])
+            .unwrap();
+        txn.insert("by_id", vec![Value::Int64(i), Value::Int64(i)])
+            .unwrap();
+    }
+    txn.commit().unwrap();
+    db.flush().unwrap();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    for (lo, hi) in [(100, 200), (0, 1), (ROWS - 1, ROWS), (500, 15_000)] {
+        for (table, key) in [
+            ("by_name", &name as &dyn Fn(i64) -> Value),
+            ("by_id", &Value::Int64),
+        ] {
+            let request = ScanRequest {
+                range: KeyRange {
+                    start: Bound::Included(vec![key(lo)]),
+                    end: Bound::Excluded(vec![key(hi)]),
+                },
+                columns: Some(vec!["n".to_string()]),
+                ..ScanRequest::default()
+            };
+            let ns: Vec<i64> = txn
+                .scan_batches(table, &request)
+                .unwrap()
+                .flat_map(|batch| {
+                    let batch = batch.unwrap();
+                    let n = batch
+                        .column(0)
+                        .as_primitive::<arrow::datatypes::Int64Type>();
+                    n.values().to_vec()
+                })
+                .collect();
+            assert_eq!(ns, (lo..hi).collect::<Vec<_>>(), "{table} [{lo}, {hi})");
+        }
+    }
 }
