@@ -418,16 +418,12 @@ impl Segment {
             .collect()
     }
 
-    /// Every column of block `block` of row group `group`, in file order,
-    /// from the cache: the table columns decoded from the file, the system
-    /// columns built from the key columns `keys` (cheaper than decoding).
-    fn block(
-        &self,
-        opened: &Opened,
-        keys: &Keys,
-        group: usize,
-        block: usize,
-    ) -> Result<Arc<Vec<ArrayRef>>> {
+    /// The table columns of block `block` of row group `group`, in file
+    /// order (root `r` at `r - SYSTEM_COLUMNS`), from the cache. System
+    /// columns are not kept: a scan that wants them builds them for its
+    /// rows from the key columns (cheaper than decoding, and the cache
+    /// holds more blocks).
+    fn block(&self, opened: &Opened, group: usize, block: usize) -> Result<Arc<Vec<ArrayRef>>> {
         self.cache
             .get_or_load(CacheKey::Block(self.meta.id, group, block), || {
                 let group_start = opened.row_group_starts[group];
@@ -435,12 +431,8 @@ impl Segment {
                 let start = block * BLOCK_ROWS;
                 let rows = start..(start + BLOCK_ROWS).min(group_rows);
                 let roots = (SYSTEM_COLUMNS..SYSTEM_COLUMNS + opened.columns.len()).collect();
-                let table = self.read_rows(opened, group, rows.clone(), roots)?;
-                let in_segment = group_start + rows.start..group_start + rows.end;
-                let mut columns = keys
-                    .system_columns(&opened.space, in_segment)
-                    .ok_or_else(|| self.corrupt("a prefix key space without full keys"))?;
-                columns.extend(table.columns().iter().cloned());
+                let table = self.read_rows(opened, group, rows, roots)?;
+                let columns = table.columns().to_vec();
                 let size = columns.iter().map(|c| c.get_array_memory_size()).sum();
                 Ok((columns, size))
             })
@@ -943,17 +935,24 @@ impl SegmentBatches {
 
     /// Rows `rows` (numbered in the segment) of a short scan, all in block
     /// `block` of row group `group`: table columns from the cached block,
-    /// system columns from the key columns.
+    /// system columns (unless left out) from the key columns.
     fn short_batch(&self, group: usize, block: usize, rows: Range<usize>) -> Result<RecordBatch> {
         let keys = self
             .keys
             .as_ref()
             .ok_or_else(|| StorageError::internal("a short scan without its key columns"))?;
         let block_start = self.opened.row_group_starts[group] + block * BLOCK_ROWS;
-        let block = self.segment.block(&self.opened, keys, group, block)?;
+        let block = self.segment.block(&self.opened, group, block)?;
         let offset = rows.start - block_start;
-        self.assemble(rows.len(), |root| {
-            block.get(root).map(|c| c.slice(offset, rows.len()))
+        let system = match self.system {
+            true => keys
+                .system_columns(&self.opened.space, rows.clone())
+                .ok_or_else(|| self.segment.corrupt("a prefix key space without full keys"))?,
+            false => Vec::new(),
+        };
+        self.assemble(rows.len(), |root| match root.checked_sub(SYSTEM_COLUMNS) {
+            None => system.get(root).cloned(),
+            Some(i) => block.get(i).map(|c| c.slice(offset, rows.len())),
         })
     }
 
