@@ -20,7 +20,7 @@ use arrow::array::{
 };
 use arrow::buffer::{BooleanBuffer, OffsetBuffer};
 use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef, UInt64Type};
-use arrow::record_batch::RecordBatch;
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use base64::Engine as _;
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
@@ -980,7 +980,9 @@ impl SegmentBatches {
             };
             columns.push(array);
         }
-        RecordBatch::try_new(self.schema.clone(), columns)
+        // Without system columns, a scan of no columns is only a row count.
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
             .map_err(|e| self.segment.corrupt(e.to_string()))
     }
 }

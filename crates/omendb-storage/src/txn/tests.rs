@@ -854,6 +854,17 @@ fn batch_scans_of_one_settled_segment_return_exactly_their_range() {
                 })
                 .collect();
             assert_eq!(ns, (lo..hi).collect::<Vec<_>>(), "{table} [{lo}, {hi})");
+            // No columns at all (`count(*)`): batches of row counts.
+            let count = ScanRequest {
+                columns: Some(Vec::new()),
+                ..request
+            };
+            let rows: usize = txn
+                .scan_batches(table, &count)
+                .unwrap()
+                .map(|batch| batch.unwrap().num_rows())
+                .sum();
+            assert_eq!(rows as i64, hi - lo, "{table} [{lo}, {hi}) counted");
         }
     }
 }
