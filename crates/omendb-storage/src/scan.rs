@@ -12,7 +12,9 @@
 //!
 //! When only segments hold rows in range and no two of them share a key
 //! there, their batches pass straight through, cut to the range and
-//! filtered to the visible versions, with no per-row merge.
+//! filtered to the visible versions, with no per-row merge. One segment
+//! of single visible versions without tombstones, whose rows in range are
+//! all inside the bounds, does not even decode the system columns.
 //!
 //! Memory stays bounded: memtables are read in chunks, segments a block or
 //! a row group at a time, output in batches of [`ScanRequest::batch_rows`].
