@@ -891,7 +891,7 @@ async fn run_prepared(
         let schema = prepared.schema.clone();
         let table = &read.def.name;
         if let FastTarget::Key(key) = &read.target {
-            let row = reader.get_by_values(table, key)?;
+            let row = reader.get(table, key)?;
             let batch = one_row(read.def, read.positions, &schema, row.as_deref())?;
             return Ok(StatementResult::rows(schema, vec![batch], None));
         }

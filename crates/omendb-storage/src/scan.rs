@@ -710,11 +710,13 @@ impl BatchScan {
         let (queue, rest) = if scans.len() == 1 {
             let rest = scans.pop().map(|mut scan| {
                 let visible = scan.all_visible_at(snapshot);
-                let in_range = scan.end_keys().is_some_and(|(first, last)| {
-                    after_start(&first, &self.from) && before_end(&last, &self.to)
-                });
+                let in_range = |scan: &SegmentBatches| {
+                    scan.end_keys().is_some_and(|(first, last)| {
+                        after_start(&first, &self.from) && before_end(&last, &self.to)
+                    })
+                };
                 table_only =
-                    visible && in_range && !self.with_keys && scan.without_system_columns();
+                    visible && !self.with_keys && in_range(&scan) && scan.without_system_columns();
                 (scan, visible)
             });
             (VecDeque::new(), rest)

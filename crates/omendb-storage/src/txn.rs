@@ -104,27 +104,14 @@ impl TxnReader {
         &self.catalog
     }
 
-    /// The encoded key of the given key column values, for [`Self::get`].
-    pub fn key(&self, table: &str, key: &[Value]) -> Result<Bytes> {
-        encode_key(&*self.table(table)?, key)
-    }
-
-    /// The row under `key`, as the transaction saw it: the point read of
-    /// [`Transaction::get`] (a segment's row file, not a scan).
-    pub fn get(&self, table: &str, key: &[u8]) -> Result<Option<Vec<Value>>> {
-        self.get_in(&*self.table(table)?, key)
-    }
-
-    /// The row whose key columns hold `key`: [`Self::key`], then
-    /// [`Self::get`], with one catalog lookup.
-    pub fn get_by_values(&self, table: &str, key: &[Value]) -> Result<Option<Vec<Value>>> {
+    /// The row whose key columns hold `key`, as the transaction saw it:
+    /// the point read of [`Transaction::get`] (a segment's row file, not a
+    /// scan).
+    pub fn get(&self, table: &str, key: &[Value]) -> Result<Option<Vec<Value>>> {
         let def = self.table(table)?;
-        self.get_in(&def, &encode_key(&def, key)?)
-    }
-
-    fn get_in(&self, def: &TableDef, key: &[u8]) -> Result<Option<Vec<Value>>> {
-        match visible(&self.writes, &self.drops, &self.snapshot, def, key)? {
-            Some(found) => Engine::values(def, &found),
+        let key = encode_key(&def, key)?;
+        match visible(&self.writes, &self.drops, &self.snapshot, &def, &key)? {
+            Some(found) => Engine::values(&def, &found),
             None => Ok(None),
         }
     }

@@ -212,16 +212,6 @@ impl Segment {
         StorageError::corruption("segment", &self.path, 0, detail)
     }
 
-    fn read_error(&self, error: ParquetError) -> StorageError {
-        match error {
-            ParquetError::External(e) => match e.downcast::<std::io::Error>() {
-                Ok(io) => StorageError::io(&self.path, *io),
-                Err(e) => self.corrupt(e.to_string()),
-            },
-            other => self.corrupt(other.to_string()),
-        }
-    }
-
     /// The opened segment: checked and opened by the first caller (a
     /// failure is not kept, so the next caller tries again), then shared
     /// without locking.
@@ -261,7 +251,8 @@ impl Segment {
         // The offset index (page locations) lets reads skip to the pages
         // holding the rows they select.
         let options = ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Required);
-        let metadata = ArrowReaderMetadata::load(&file, options).map_err(|e| self.read_error(e))?;
+        let metadata =
+            ArrowReaderMetadata::load(&file, options).map_err(|e| self.corrupt(e.to_string()))?;
         let kv: HashMap<&str, &str> = metadata
             .metadata()
             .file_metadata()
@@ -412,7 +403,7 @@ impl Segment {
         if let Some(selection) = selection {
             builder = builder.with_row_selection(selection);
         }
-        let reader = builder.build().map_err(|e| self.read_error(e))?;
+        let reader = builder.build().map_err(|e| self.corrupt(e.to_string()))?;
         reader
             .map(|batch| batch.map_err(|e| self.corrupt(e.to_string())))
             .collect()
@@ -909,6 +900,12 @@ impl SegmentBatches {
         true
     }
 
+    /// Root positions of the system columns the batches hold: all, or
+    /// none once left out.
+    fn system_roots(&self) -> Range<usize> {
+        0..if self.system { SYSTEM_COLUMNS } else { 0 }
+    }
+
     /// Root positions in the file of the system columns (unless left out)
     /// and the requested columns the segment holds, in file order.
     fn roots(&self) -> Vec<usize> {
@@ -916,8 +913,7 @@ impl SegmentBatches {
             .defs
             .iter()
             .filter_map(|c| self.opened.columns.get(&c.id).copied());
-        let system = if self.system { SYSTEM_COLUMNS } else { 0 };
-        let mut roots: Vec<usize> = (0..system).chain(present).collect();
+        let mut roots: Vec<usize> = self.system_roots().chain(present).collect();
         roots.sort_unstable();
         roots
     }
@@ -965,8 +961,7 @@ impl SegmentBatches {
         column: impl Fn(usize) -> Option<ArrayRef>,
     ) -> Result<RecordBatch> {
         let mut columns = Vec::with_capacity(SYSTEM_COLUMNS + self.defs.len());
-        let system = if self.system { SYSTEM_COLUMNS } else { 0 };
-        for root in 0..system {
+        for root in self.system_roots() {
             columns.push(column(root).ok_or_else(|| {
                 self.segment
                     .corrupt(format!("system column {root} missing"))
