@@ -27,14 +27,14 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 use futures::TryStreamExt;
 use omendb_storage::{
-    Catalog, ColumnBuilder, Database, Isolation, ScanRequest, TableDef, Value, value_at,
+    Catalog, ColumnBuilder, Database, Isolation, ScanRequest, TableDef, TxnReader, Value, value_at,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arith::IntegerArithmetic;
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::{Description, QueryHandler, StatementResult, TransactionStatus};
-use crate::prepared::{FastTarget, PlanCache, PreparedQuery};
+use crate::prepared::{FastRead, FastTarget, PlanCache, PreparedQuery};
 use crate::provider::{ReaderSlot, TxnSlot, range_text};
 use crate::schemas::{self, ROWS_SCHEMA, SEARCH_PATH_SCHEMA, StorageCatalog, TableName};
 use crate::settings::{self, SharedSettings};
@@ -133,7 +133,7 @@ impl SqlSession {
     }
 
     /// The running statement's view of the transaction.
-    pub(crate) fn reader(&self) -> Option<omendb_storage::TxnReader> {
+    pub(crate) fn reader(&self) -> Option<TxnReader> {
         self.reader.get()
     }
 
@@ -163,6 +163,68 @@ impl SqlEngine {
     /// The storage engine underneath.
     pub fn database(&self) -> &Database {
         &self.db
+    }
+
+    /// Runs the statements of `sql`; see [`QueryHandler::execute`].
+    async fn execute_statements(
+        &self,
+        session: &mut SqlSession,
+        sql: &str,
+        params: &[ScalarValue],
+    ) -> Vec<Result<StatementResult>> {
+        session.params = params.to_vec();
+        let work = match session.plans.get(sql) {
+            Some(prepared) => vec![Work::Prepared(prepared)],
+            None => match parse(sql) {
+                Ok(mut statements) => match (statements.pop(), statements.is_empty()) {
+                    (Some(Statement::Query(query)), true) => vec![Work::Query(sql.into(), query)],
+                    (last, _) => statements
+                        .into_iter()
+                        .chain(last)
+                        .map(|s| Work::Statement(Box::new(s)))
+                        .collect(),
+                },
+                Err(error) => {
+                    if session.status == TransactionStatus::InBlock {
+                        session.status = TransactionStatus::Failed;
+                    }
+                    return vec![Err(error)];
+                }
+            },
+        };
+        let mut results = Vec::with_capacity(work.len());
+        for work in work {
+            let result = self.run(session, work).await;
+            let failed = result.is_err();
+            // Any error inside a block aborts it, as in PostgreSQL.
+            if failed && session.status == TransactionStatus::InBlock {
+                session.status = TransactionStatus::Failed;
+            }
+            results.push(result);
+            if failed {
+                break;
+            }
+        }
+        results
+    }
+
+    /// Runs `prepared` outside a transaction block when the fast path
+    /// answers it with `params`: a point or range read at a fresh snapshot,
+    /// without a transaction (it would write nothing) or DataFusion.
+    /// `None` sends it the general way.
+    fn run_fast_autocommit(
+        &self,
+        session: &SqlSession,
+        prepared: &PreparedQuery,
+        params: &[ScalarValue],
+    ) -> Option<Result<StatementResult>> {
+        let read = prepared.fast_path(params)?;
+        let reader = self.db.reader();
+        // A plan gone stale is planned again on the general path.
+        if !is_current(session, prepared, &reader) {
+            return None;
+        }
+        Some(run_fast(session, prepared, &read, &reader))
     }
 
     async fn run(&self, session: &mut SqlSession, work: Work) -> Result<StatementResult> {
@@ -480,7 +542,6 @@ impl QueryHandler for SqlEngine {
         sql: &str,
         params: &[ScalarValue],
     ) -> Vec<Result<StatementResult>> {
-        session.params = params.to_vec();
         // A row stream of an earlier call failed while read: that error
         // aborted the block, as it would have mid-statement.
         if session.stream_failed.swap(false, Ordering::Relaxed)
@@ -488,39 +549,15 @@ impl QueryHandler for SqlEngine {
         {
             session.status = TransactionStatus::Failed;
         }
-        let work = match session.plans.get(sql) {
-            Some(prepared) => vec![Work::Prepared(prepared)],
-            None => match parse(sql) {
-                Ok(mut statements) => match (statements.pop(), statements.is_empty()) {
-                    (Some(Statement::Query(query)), true) => vec![Work::Query(sql.into(), query)],
-                    (last, _) => statements
-                        .into_iter()
-                        .chain(last)
-                        .map(|s| Work::Statement(Box::new(s)))
-                        .collect(),
-                },
-                Err(error) => {
-                    if session.status == TransactionStatus::InBlock {
-                        session.status = TransactionStatus::Failed;
-                    }
-                    return vec![Err(error)];
-                }
-            },
-        };
-        let mut results = Vec::with_capacity(work.len());
-        for work in work {
-            let result = self.run(session, work).await;
-            let failed = result.is_err();
-            // Any error inside a block aborts it, as in PostgreSQL.
-            if failed && session.status == TransactionStatus::InBlock {
-                session.status = TransactionStatus::Failed;
-            }
-            results.push(result);
-            if failed {
-                break;
-            }
+        if session.status == TransactionStatus::Idle
+            && let Some(prepared) = session.plans.get(sql)
+            && let Some(result) = self.run_fast_autocommit(session, &prepared, params)
+        {
+            return vec![result];
         }
-        results
+        // Boxed: the general path's future is large, and a caller moves
+        // this one (the fast path's) on every call.
+        Box::pin(self.execute_statements(session, sql, params)).await
     }
 
     async fn describe(&self, session: &mut SqlSession, sql: &str) -> Result<Description> {
@@ -868,12 +905,7 @@ async fn run_prepared(
         .ok_or_else(|| SqlError::internal("query without a reader"))?;
     // A table it reads or the search path has changed since it was
     // planned: plan it again.
-    let current = {
-        let settings = session.settings.lock();
-        let search_path = settings.value("search_path").unwrap_or_default();
-        prepared.is_current(reader.catalog(), search_path)
-    };
-    let prepared = if current {
+    let prepared = if is_current(session, &prepared, &reader) {
         prepared
     } else {
         let mut statements = parse(&prepared.sql)?;
@@ -888,19 +920,7 @@ async fn run_prepared(
         again
     };
     if let Some(read) = prepared.fast_path(&session.params) {
-        let schema = prepared.schema.clone();
-        let table = &read.def.name;
-        if let FastTarget::Key(key) = &read.target {
-            let row = reader.get(table, key)?;
-            let batch = one_row(read.def, read.positions, &schema, row.as_deref())?;
-            return Ok(StatementResult::rows(schema, vec![batch], None));
-        }
-        // `rows_result` gives the batches the query's column names.
-        let scan = reader
-            .scan_batches(table, &read.request())?
-            .map(|batch| batch.map_err(crate::error::external));
-        let stream = RecordBatchStreamAdapter::new(schema.clone(), futures::stream::iter(scan));
-        return Ok(rows_result(session, schema, Box::pin(stream)));
+        return run_fast(session, &prepared, &read, &reader);
     }
     let state = session.ctx.state();
     let mut plan = prepared.plan.clone();
@@ -911,6 +931,37 @@ async fn run_prepared(
     let schema = renamed(&physical.schema(), prepared.names.clone());
     let stream = execute_stream(physical, session.ctx.task_ctx())?;
     Ok(rows_result(session, schema, stream))
+}
+
+/// Whether `prepared` still holds for `session` reading through `reader`:
+/// no table it reads nor the search path has changed since it was planned.
+fn is_current(session: &SqlSession, prepared: &PreparedQuery, reader: &TxnReader) -> bool {
+    let settings = session.settings.lock();
+    let search_path = settings.value("search_path").unwrap_or_default();
+    prepared.is_current(reader.catalog(), search_path)
+}
+
+/// Answers `prepared` by the storage read `read` (its fast path) through
+/// `reader`.
+fn run_fast(
+    session: &SqlSession,
+    prepared: &PreparedQuery,
+    read: &FastRead<'_>,
+    reader: &TxnReader,
+) -> Result<StatementResult> {
+    let schema = prepared.schema.clone();
+    let table = &read.def.name;
+    if let FastTarget::Key(key) = &read.target {
+        let row = reader.get(table, key)?;
+        let batch = one_row(read.def, read.positions, &schema, row.as_deref())?;
+        return Ok(StatementResult::rows(schema, vec![batch], None));
+    }
+    // `rows_result` gives the batches the query's column names.
+    let scan = reader
+        .scan_batches(table, &read.request())?
+        .map(|batch| batch.map_err(crate::error::external));
+    let stream = RecordBatchStreamAdapter::new(schema.clone(), futures::stream::iter(scan));
+    Ok(rows_result(session, schema, Box::pin(stream)))
 }
 
 /// The batch of the columns at `positions` of `row` (empty without a row).

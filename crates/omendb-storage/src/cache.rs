@@ -115,13 +115,16 @@ impl Cache {
         if size > self.budget {
             return;
         }
+        // Evicted values are freed after the lock is released: freeing a
+        // block's buffers under it would stall every other lookup.
+        let mut evicted = Vec::new();
         let mut inner = self.write();
         if inner.entries.contains_key(&key) {
             return;
         }
         while inner.used + size > self.budget {
             match inner.victim(key.is_keys()) {
-                Some(victim) => inner.evict(victim),
+                Some(victim) => evicted.extend(inner.evict(victim)),
                 // Blocks never push key columns out: not cached.
                 None => return,
             }
@@ -136,6 +139,8 @@ impl Cache {
         );
         inner.ring(key).push_back(key);
         inner.used += size;
+        drop(inner);
+        drop(evicted);
     }
 
     /// Drops every entry of segment `id` (when the segment is deleted).
@@ -204,11 +209,11 @@ impl Inner {
         None
     }
 
-    /// Removes `key`, already off its ring.
-    fn evict(&mut self, key: CacheKey) {
-        if let Some(entry) = self.entries.remove(&key) {
-            self.used -= entry.size;
-        }
+    /// Removes `key`, already off its ring; gives its value to free.
+    fn evict(&mut self, key: CacheKey) -> Option<Arc<dyn Any + Send + Sync>> {
+        let entry = self.entries.remove(&key)?;
+        self.used -= entry.size;
+        Some(entry.value)
     }
 }
 

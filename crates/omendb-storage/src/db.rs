@@ -37,7 +37,9 @@ use crate::io::{FileSystem, OsFs};
 use crate::manifest::{MANIFEST, Manifest};
 use crate::memtable::{Memtable, Write};
 use crate::segment::{Segment, SegmentMeta, SegmentWriter, segment_id, segment_path};
-use crate::txn::{Isolation, PendingWrite, Snapshot, Transaction, WriteKind, decode_checked};
+use crate::txn::{
+    Isolation, PendingWrite, Snapshot, Transaction, TxnReader, WriteKind, decode_checked,
+};
 use crate::types::Value;
 use crate::wal::record::{self, RecordBuilder, WalOp};
 use crate::wal::{self, Lsn, Wal};
@@ -250,6 +252,13 @@ impl Database {
         Transaction::new(self.engine.clone(), isolation)
     }
 
+    /// A read-only view of the latest visible commit: what a statement
+    /// that only reads needs outside a transaction block, without the
+    /// transaction (it is the reader of a transaction begun now).
+    pub fn reader(&self) -> TxnReader {
+        TxnReader::of_snapshot(self.engine.snapshot())
+    }
+
     /// The catalog as of the latest visible commit.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.engine.catalog_at(self.engine.clock.visible())
@@ -435,7 +444,7 @@ impl Engine {
             }
         }
         for segment in view.live_segments(table, snapshot, own_drops) {
-            if let Some(found) = segment.find(key, snapshot)? {
+            if let Some(found) = segment.find_to_read(key, snapshot)? {
                 return Ok(Some(if found.deleted {
                     Visible::Deleted
                 } else {

@@ -94,6 +94,16 @@ pub struct TxnReader {
 }
 
 impl TxnReader {
+    /// A reader of `snapshot` alone: a transaction that has written nothing.
+    pub(crate) fn of_snapshot(snapshot: Snapshot) -> TxnReader {
+        TxnReader {
+            catalog: snapshot.catalog.clone(),
+            snapshot,
+            writes: Arc::default(),
+            drops: Vec::new(),
+        }
+    }
+
     /// The table named `name`, as the transaction saw it.
     pub fn table(&self, name: &str) -> Result<Arc<TableDef>> {
         self.catalog.table(name).cloned()

@@ -121,7 +121,7 @@ impl Opened {
 
 /// Scans of at most this many rows of a segment read through the block
 /// cache; longer ones decode their row groups without caching them.
-const CACHED_SCAN_ROWS: usize = 4 * BLOCK_ROWS;
+const CACHED_SCAN_ROWS: usize = 16 * BLOCK_ROWS;
 
 /// The key columns of a segment, as lookups address them.
 #[derive(Debug)]
@@ -486,6 +486,17 @@ impl Segment {
 
     /// The newest version of `key` at or below `snapshot`.
     pub(crate) fn find(&self, key: &[u8], snapshot: u64) -> Result<Option<Found>> {
+        self.find_version(key, snapshot, false)
+    }
+
+    /// [`Self::find`] for a point read, which goes on to read the row
+    /// found: memory is asked for the row's bytes while its version is
+    /// checked.
+    pub(crate) fn find_to_read(&self, key: &[u8], snapshot: u64) -> Result<Option<Found>> {
+        self.find_version(key, snapshot, true)
+    }
+
+    fn find_version(&self, key: &[u8], snapshot: u64, to_read: bool) -> Result<Option<Found>> {
         if key < self.meta.min_key.as_ref() || key > self.meta.max_key.as_ref() {
             return Ok(None);
         }
@@ -507,6 +518,9 @@ impl Segment {
             None => keys.index_keys[j] == wanted.key,
             Some(full) => full.value(j) == key,
         };
+        if to_read && i < rows && same(i) {
+            opened.row_file.prefetch(i);
+        }
         while i < rows && same(i) {
             let version = keys.versions[i];
             if version_ts(version) <= snapshot {

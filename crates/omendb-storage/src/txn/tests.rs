@@ -465,6 +465,43 @@ fn a_reader_sees_the_transaction_as_it_was_and_outlives_it() {
 }
 
 #[test]
+fn a_database_reader_reads_the_latest_commit_and_keeps_its_snapshot() {
+    let (_fs, db) = setup();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    for k in 0..100 {
+        txn.insert("kv", row(k, &format!("v{k}"))).unwrap();
+    }
+    txn.commit().unwrap();
+    db.flush().unwrap();
+    let value = |reader: &TxnReader, k: i64| -> Option<String> {
+        let values = reader.get("kv", &[Value::Int64(k)]).unwrap()?;
+        match &values[1] {
+            Value::Text(v) => Some(v.clone()),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let before = db.reader();
+    // Point reads of a segment's rows, each row's own bytes.
+    for k in 0..100 {
+        assert_eq!(value(&before, k), Some(format!("v{k}")));
+    }
+    assert_eq!(value(&before, 100), None);
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.upsert("kv", row(7, "seven")).unwrap();
+    txn.insert("kv", row(100, "new")).unwrap();
+    txn.commit().unwrap();
+    assert_eq!(
+        value(&before, 7).as_deref(),
+        Some("v7"),
+        "its snapshot stays"
+    );
+    assert_eq!(value(&before, 100), None);
+    let after = db.reader();
+    assert_eq!(value(&after, 7).as_deref(), Some("seven"));
+    assert_eq!(value(&after, 100).as_deref(), Some("new"));
+}
+
+#[test]
 fn merged_scans_take_one_version_per_key_from_segments_holding_several() {
     // A flush keeps every version an open snapshot may read, so one
     // segment holds old and new versions of a key side by side; a merged

@@ -99,7 +99,7 @@ fn clamp(window: Range<usize>, len: usize) -> Range<usize> {
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[inline]
-fn prefetch(address: *const u64) {
+pub(crate) fn prefetch<T>(address: *const T) {
     use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
     // SAFETY: a prefetch is only a hint to the cache: it never dereferences
     // in the language's sense and never faults, whatever the address.
@@ -107,7 +107,7 @@ fn prefetch(address: *const u64) {
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn prefetch(_address: *const u64) {}
+pub(crate) fn prefetch<T>(_address: *const T) {}
 
 #[cfg(test)]
 mod tests {
