@@ -518,7 +518,7 @@ impl QueryHandler for SqlEngine {
         }
         for function in timeseries::aggregate_functions()
             .into_iter()
-            .chain([crate::average::avg_function()])
+            .chain([crate::average::avg_function(), crate::sum::sum_function()])
         {
             ctx.register_udaf(function);
         }

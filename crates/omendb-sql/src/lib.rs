@@ -31,6 +31,7 @@ mod pushdown;
 mod schemas;
 mod settings;
 mod skip_scan;
+mod sum;
 mod text;
 mod timeseries;
 mod types;

@@ -95,12 +95,13 @@ async fn describe_gives_parameter_types_and_result_columns_without_running() {
     let names: Vec<&str> = columns.fields().iter().map(|f| f.name().as_str()).collect();
     assert_eq!(names, vec!["v", "count"]);
 
-    // Result types as PostgreSQL's: count is bigint, avg of integers numeric.
+    // Result types as PostgreSQL's: count is bigint, avg of integers
+    // numeric, sum of integer bigint but of bigint numeric.
     let described = f
         .engine
         .describe(
             &mut f.session,
-            "SELECT count(*), avg(k), avg(n), avg(n * 0.5::float8) FROM kv",
+            "SELECT count(*), avg(k), avg(n), avg(n * 0.5::float8), sum(k), sum(n) FROM kv",
         )
         .await
         .unwrap();
@@ -117,7 +118,9 @@ async fn describe_gives_parameter_types_and_result_columns_without_running() {
             DataType::Int64,
             DataType::Decimal128(38, 16),
             DataType::Decimal128(38, 16),
-            DataType::Float64
+            DataType::Float64,
+            DataType::Int64,
+            DataType::Decimal128(38, 0)
         ]
     );
 
