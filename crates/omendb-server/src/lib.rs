@@ -1,12 +1,16 @@
-//! OmenDB's server (not built yet).
+//! OmenDB's server: it puts the SQL engine in front of clients.
 //!
 //! ```text
-//!   psql / drivers (PostgreSQL wire)   curl (HTTP JSON)   Prometheus
-//!                 \                        |               /
-//!                  connections, auth, sessions, limits, metrics
-//!                                  |
-//!                  query-handler trait of omendb-sql
+//!   psql / drivers (PostgreSQL wire)
+//!                 |
+//!   pg: connections, sessions, the simple query flow
+//!                 |
+//!   QueryHandler trait of omendb-sql
 //! ```
 //!
-//! It will own the protocols, configuration and the `omendb` binary, and
-//! will never reach into storage except through the SQL layer.
+//! Protocol code calls the SQL handler trait and never reaches into
+//! storage; only the binary (`main.rs`) opens the database. Built so far:
+//! the PostgreSQL protocol's startup (trust) and simple query flow. HTTP,
+//! metrics, the extended protocol, COPY, authentication and TLS are to come.
+
+pub mod pg;

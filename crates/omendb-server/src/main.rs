@@ -1,0 +1,126 @@
+//! The `omendb` binary. `omendb serve` opens the database in a directory
+//! and serves PostgreSQL clients until SIGINT or SIGTERM.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use omendb_sql::SqlEngine;
+use omendb_storage::{Database, Options};
+use tokio::net::TcpListener;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "omendb",
+    version,
+    about = "OmenDB: a PostgreSQL-compatible database for time series and AI"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Opens (or creates) the database and serves clients until SIGINT or
+    /// SIGTERM.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Directory holding the database; created if missing.
+    #[arg(long, default_value = "./omendb-data")]
+    data_dir: PathBuf,
+    /// Address for PostgreSQL clients (psql, drivers). Port 0 takes any
+    /// free port; the address taken is printed. Loopback only: clients are
+    /// trusted until authentication is configurable.
+    #[arg(long, default_value = "127.0.0.1:5433")]
+    pg_listen: SocketAddr,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let Command::Serve(args) = cli.command;
+    match serve(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("omendb: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: &ServeArgs) -> Result<(), String> {
+    if !args.pg_listen.ip().is_loopback() {
+        return Err(format!(
+            "refusing to listen on {}: clients are trusted without a password, so only \
+             loopback addresses are allowed",
+            args.pg_listen
+        ));
+    }
+    let db = Database::open(&args.data_dir, Options::default())
+        .map_err(|e| format!("opening {}: {e}", args.data_dir.display()))?;
+    let engine = Arc::new(SqlEngine::new(db));
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting: {e}"))?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind(args.pg_listen)
+            .await
+            .map_err(|e| format!("listening on {}: {e}", args.pg_listen))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| format!("listening on {}: {e}", args.pg_listen))?;
+        say(&format!(
+            "OmenDB {} serving {} for PostgreSQL clients on {address}\n\
+             connect with: psql -h {} -p {} -U omendb",
+            env!("CARGO_PKG_VERSION"),
+            args.data_dir.display(),
+            address.ip(),
+            address.port()
+        ));
+        omendb_server::pg::serve(listener, engine.clone(), shutdown_signal()).await;
+        Ok::<(), String>(())
+    })?;
+    // Writes that reached the WAL are durable already; flushing the memtable
+    // shortens the next start's recovery.
+    engine
+        .database()
+        .flush()
+        .map_err(|e| format!("flushing at shutdown: {e}"))?;
+    say("OmenDB stopped");
+    Ok(())
+}
+
+/// Tells the user `text` on standard output; a closed output (its reader
+/// gone) does not stop the server.
+fn say(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}
+
+/// Completes at SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,43 @@
+//! The PostgreSQL wire protocol (v3) over TCP. `pgwire` frames the
+//! messages and runs startup; each connection gets its own handlers
+//! holding its SQL session (`connection.rs`), which answer queries through
+//! the [`QueryHandler`] trait and encode Arrow rows as PostgreSQL rows
+//! (`rows.rs`) and SQL errors as ErrorResponses (`errors.rs`).
+
+mod connection;
+mod errors;
+mod rows;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use omendb_sql::QueryHandler;
+use tokio::net::TcpListener;
+
+use connection::Connection;
+
+/// Serves PostgreSQL clients on `listener` with `engine` until `shutdown`
+/// completes; then accepts no more connections (open ones end with the
+/// process).
+pub async fn serve<H>(listener: TcpListener, engine: Arc<H>, shutdown: impl Future<Output = ()>)
+where
+    H: QueryHandler + 'static,
+{
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => return,
+        };
+        let Ok((socket, _)) = accepted else {
+            // A failed accept (the peer gave up, or out of descriptors)
+            // ends that attempt only.
+            continue;
+        };
+        let handlers = Arc::new(Connection::new(engine.clone()));
+        tokio::spawn(async move {
+            // A connection's protocol error ends that connection only.
+            let _ = pgwire::tokio::process_socket(socket, None, handlers).await;
+        });
+    }
+}

@@ -1,0 +1,144 @@
+//! End to end: the `omendb` binary on a free port, driven by `psql`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+/// A running `omendb serve` and the port it took.
+struct Server {
+    child: Child,
+    port: u16,
+    /// Its standard output, kept open while it runs.
+    _stdout: BufReader<ChildStdout>,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_omendb"))
+            .args(["serve", "--pg-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        // "OmenDB <version> serving <dir> for PostgreSQL clients on 127.0.0.1:<port>"
+        let port = first
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {first:?}"));
+        Server {
+            child,
+            port,
+            _stdout: stdout,
+        }
+    }
+
+    /// `psql -c` for each statement, unaligned and without headers;
+    /// stdout, stderr and whether psql succeeded.
+    fn psql(&self, statements: &[&str]) -> (String, String, bool) {
+        let mut command = Command::new("psql");
+        command
+            .args(["-h", "127.0.0.1", "-U", "omendb", "-d", "omendb"])
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "VERBOSITY=verbose",
+                "-v",
+                "ON_ERROR_STOP=0",
+            ])
+            .arg("-p")
+            .arg(self.port.to_string());
+        for statement in statements {
+            command.arg("-c").arg(statement);
+        }
+        let output = command.output().unwrap();
+        (
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+            output.status.success(),
+        )
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("omendb-server-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn psql_runs_statements_sees_errors_with_sqlstates_and_data_survives_a_restart() {
+    let dir = scratch("psql");
+    let server = Server::start(&dir);
+    let (out, err, ok) = server.psql(&[
+        "CREATE TABLE readings (device int, ts timestamp, cpu float8, PRIMARY KEY (device, ts))",
+        "INSERT INTO readings VALUES (1, '2026-01-01 00:00:00', 0.5), (1, '2026-01-01 00:00:10', NULL), (2, '2026-01-01 00:00:00', 1.25)",
+        "SELECT device, count(*), sum(cpu) FROM readings GROUP BY device ORDER BY device",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "CREATE TABLE\nINSERT 0 3\n1|2|0.5\n2|1|1.25\n");
+
+    // Errors carry their SQLSTATE; one in a block fails the block until
+    // ROLLBACK; several statements in one Query run in order.
+    let (out, err, _) = server.psql(&[
+        "SELECT * FROM nope",
+        "BEGIN; SELECT 1/0",
+        "SELECT 1",
+        "ROLLBACK; SELECT 'after', NULL IS NULL",
+        "",
+    ]);
+    assert!(err.contains("ERROR:  42P01"), "{err}");
+    assert!(err.contains("ERROR:  22012"), "{err}");
+    assert!(err.contains("ERROR:  25P02"), "{err}");
+    assert!(out.ends_with("after|t\n"), "{out}");
+
+    assert!(server.stop().success(), "SIGTERM exits 0");
+    let server = Server::start(&dir);
+    let (out, err, ok) = server.psql(&["SELECT count(*) FROM readings"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "3\n");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_non_loopback_address_is_refused_without_authentication() {
+    let dir = scratch("refuse");
+    let output = Command::new(env!("CARGO_BIN_EXE_omendb"))
+        .args(["serve", "--pg-listen", "0.0.0.0:0", "--data-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("refusing to listen on 0.0.0.0"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
