@@ -10,11 +10,15 @@ mod rows;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use omendb_sql::QueryHandler;
 use tokio::net::TcpListener;
 
 use connection::Connection;
+
+/// The pause after a failed accept.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// Serves PostgreSQL clients on `listener` with `engine` until `shutdown`
 /// completes; then accepts no more connections (open ones end with the
@@ -31,7 +35,9 @@ where
         };
         let Ok((socket, _)) = accepted else {
             // A failed accept (the peer gave up, or out of descriptors)
-            // ends that attempt only.
+            // ends that attempt only; the pause keeps a lasting failure
+            // from spinning.
+            tokio::time::sleep(ACCEPT_RETRY).await;
             continue;
         };
         let handlers = Arc::new(Connection::new(engine.clone()));

@@ -130,6 +130,44 @@ fn psql_runs_statements_sees_errors_with_sqlstates_and_data_survives_a_restart()
 }
 
 #[test]
+fn bad_bytes_close_that_connection_and_the_server_serves_others() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Duration;
+
+    let dir = scratch("bad-bytes");
+    let server = Server::start(&dir);
+    let garbage: [&[u8]; 4] = [
+        // Not a startup packet at all.
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        // A startup packet claiming 2 GiB.
+        &[0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0],
+        // A truncated startup packet, then the end of the stream.
+        &[0, 0, 0, 40, 0, 3, 0, 0, b'u', b's'],
+        // A negative length.
+        &[0xff, 0xff, 0xff, 0xf0, 0, 3, 0, 0],
+    ];
+    for bytes in garbage {
+        let mut socket = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        socket.write_all(bytes).unwrap();
+        socket.shutdown(std::net::Shutdown::Write).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        // The server answers (an error) or not, then closes: the read
+        // ends rather than timing out.
+        let mut answer = Vec::new();
+        socket
+            .read_to_end(&mut answer)
+            .unwrap_or_else(|e| panic!("after {bytes:?}: {e}"));
+        let (out, err, ok) = server.psql(&["SELECT 1"]);
+        assert!(ok && out == "1\n", "after {bytes:?}: {out} {err}");
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_non_loopback_address_is_refused_without_authentication() {
     let dir = scratch("refuse");
     let output = Command::new(env!("CARGO_BIN_EXE_omendb"))
