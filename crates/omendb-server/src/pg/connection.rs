@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::{Sink, SinkExt, StreamExt};
+use omendb_sql::datafusion::arrow::datatypes::Schema;
+use omendb_sql::datafusion::execution::SendableRecordBatchStream;
 use omendb_sql::{QueryHandler, SqlError, StatementResult, TransactionStatus};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
@@ -50,6 +52,50 @@ impl<H: QueryHandler + 'static> PgWireServerHandlers for Connection<H> {
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         self.session.clone()
     }
+}
+
+/// Sends a statement's rows: their description, each row, then the command
+/// tag (`SELECT n` for a query), or an ErrorResponse if the stream fails
+/// (then false).
+async fn send_rows<C>(
+    client: &mut C,
+    schema: &Schema,
+    mut stream: SendableRecordBatchStream,
+    tag: Option<String>,
+) -> PgWireResult<bool>
+where
+    C: Sink<PgWireBackendMessage> + Unpin,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    client
+        .feed(PgWireBackendMessage::RowDescription(row_description(
+            schema,
+        )))
+        .await?;
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(error) => {
+                let error = error_response(&SqlError::from(error));
+                client
+                    .feed(PgWireBackendMessage::ErrorResponse(error))
+                    .await?;
+                return Ok(false);
+            }
+        };
+        rows += batch.num_rows();
+        for row in data_rows(&batch) {
+            client.feed(PgWireBackendMessage::DataRow(row)).await?;
+        }
+    }
+    let tag = tag.unwrap_or_else(|| format!("SELECT {rows}"));
+    client
+        .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+            tag,
+        )))
+        .await?;
+    Ok(true)
 }
 
 /// A connection's SQL session. Messages of one connection arrive one at a
@@ -97,40 +143,10 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
                 }
                 Ok(StatementResult::Rows {
                     schema,
-                    mut stream,
+                    stream,
                     tag,
                 }) => {
-                    client
-                        .feed(PgWireBackendMessage::RowDescription(row_description(
-                            &schema,
-                        )))
-                        .await?;
-                    let mut rows = 0;
-                    let mut failure = None;
-                    while let Some(batch) = stream.next().await {
-                        match batch {
-                            Ok(batch) => {
-                                rows += batch.num_rows();
-                                for row in data_rows(&batch) {
-                                    client.feed(PgWireBackendMessage::DataRow(row)).await?;
-                                }
-                            }
-                            Err(error) => {
-                                failure = Some(SqlError::from(error));
-                                break;
-                            }
-                        }
-                    }
-                    let message = match failure {
-                        Some(error) => {
-                            stream_failed = true;
-                            PgWireBackendMessage::ErrorResponse(error_response(&error))
-                        }
-                        None => PgWireBackendMessage::CommandComplete(CommandComplete::new(
-                            tag.unwrap_or_else(|| format!("SELECT {rows}")),
-                        )),
-                    };
-                    client.feed(message).await?;
+                    stream_failed = !send_rows(client, &schema, stream, tag).await?;
                 }
                 Err(error) => {
                     client

@@ -3,7 +3,7 @@
 //! text format (`omendb_sql::pg_text`, the format psql prints).
 
 use bytes::{BufMut, BytesMut};
-use omendb_sql::datafusion::arrow::datatypes::{DataType, IntervalUnit, Schema, TimeUnit};
+use omendb_sql::datafusion::arrow::datatypes::{DataType, Schema};
 use omendb_sql::datafusion::arrow::record_batch::RecordBatch;
 use omendb_sql::pg_text;
 use pgwire::api::Type;
@@ -23,9 +23,7 @@ pub(super) fn pg_type(ty: &DataType) -> Type {
         DataType::Timestamp(_, None) => Type::TIMESTAMP,
         DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
         DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
-        DataType::Interval(IntervalUnit::MonthDayNano | IntervalUnit::DayTime)
-        | DataType::Interval(IntervalUnit::YearMonth)
-        | DataType::Duration(TimeUnit::Microsecond) => Type::INTERVAL,
+        DataType::Interval(_) | DataType::Duration(_) => Type::INTERVAL,
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => Type::BYTEA,
         DataType::FixedSizeBinary(16) => Type::UUID,
         _ => Type::TEXT,
