@@ -1,12 +1,18 @@
 //! The PostgreSQL wire protocol (v3) over TCP. `pgwire` frames the
 //! messages and runs startup; each connection gets its own handlers
-//! holding its SQL session (`connection.rs`), which answer queries through
-//! the [`QueryHandler`] trait and encode Arrow rows as PostgreSQL rows
-//! (`rows.rs`) and SQL errors as ErrorResponses (`errors.rs`).
+//! holding its SQL session (`connection.rs`: simple queries;
+//! `extended.rs`: Parse/Bind/Execute), which answer queries through the
+//! [`QueryHandler`] trait. Arrow rows go out as PostgreSQL rows
+//! (`rows.rs`, `types.rs`, `binary.rs`), parameters come in as scalars
+//! (`params.rs`), SQL errors go out as ErrorResponses (`errors.rs`).
 
+mod binary;
 mod connection;
 mod errors;
+mod extended;
+mod params;
 mod rows;
+mod types;
 
 use std::future::Future;
 use std::sync::Arc;

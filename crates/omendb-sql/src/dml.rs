@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray};
-use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::sql::sqlparser::ast::{
     Assignment, AssignmentTarget, Delete, Expr, FromTable, SelectItem, TableFactor, TableWithJoins,
@@ -210,6 +210,19 @@ pub(crate) async fn returning(
         })
         .await?;
     Ok(StatementResult::rows(schema, batches, Some(tag)))
+}
+
+/// The columns a RETURNING list gives, without rows to return.
+pub(crate) async fn returning_columns(
+    session: &SqlSession,
+    def: &TableDef,
+    alias: &str,
+    items: &[SelectItem],
+) -> Result<SchemaRef> {
+    returning(session, def, alias, &[], items, String::new())
+        .await?
+        .columns()
+        .ok_or_else(|| SqlError::internal("RETURNING gave no rows"))
 }
 
 /// `rows` of `def` as one batch of the table's columns, plus `_key` when

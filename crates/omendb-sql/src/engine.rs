@@ -10,11 +10,13 @@ use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{DataType as ArrowType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{ScalarValue, TableReference};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::{SessionConfig, SessionContext};
 use datafusion::execution::{FunctionRegistry, SendableRecordBatchStream};
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::expr::{Cast, Placeholder};
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::sql::parser::Statement as DfStatement;
@@ -38,7 +40,7 @@ use crate::prepared::{FastRead, FastTarget, PlanCache, PreparedQuery};
 use crate::provider::{ReaderSlot, TxnSlot, range_text};
 use crate::schemas::{self, ROWS_SCHEMA, SEARCH_PATH_SCHEMA, StorageCatalog, TableName};
 use crate::settings::{self, SharedSettings};
-use crate::{ddl, dml, insert, keywords, timeseries};
+use crate::{ddl, dml, insert, keywords, names, timeseries};
 
 /// The DataFusion catalog of a session's tables.
 const CATALOG: &str = "omendb";
@@ -126,10 +128,6 @@ impl SqlSession {
     pub(crate) fn table_name(&self, name: &ObjectName) -> Result<String> {
         let name = TableName::of(name)?;
         name.resolve(&*self.catalog()?, &self.search_path())
-    }
-
-    pub(crate) fn context(&self) -> &SessionContext {
-        &self.ctx
     }
 
     /// The running statement's view of the transaction.
@@ -234,10 +232,7 @@ impl SqlEngine {
                 Work::Statement(s) if matches!(**s, Statement::Commit { .. } | Statement::Rollback { .. })
             )
         {
-            return Err(SqlError::new(
-                ErrorClass::InFailedTransaction,
-                "current transaction is aborted, commands ignored until end of transaction block",
-            ));
+            return Err(aborted());
         }
         let statement = match work {
             Work::Statement(statement) => *statement,
@@ -577,6 +572,14 @@ impl QueryHandler for SqlEngine {
                 ));
             }
         };
+        if self.transaction_status(session) == TransactionStatus::Failed
+            && !matches!(
+                statement,
+                Statement::Commit { .. } | Statement::Rollback { .. }
+            )
+        {
+            return Err(aborted());
+        }
         // Plan against the transaction as it stands (or a fresh snapshot).
         let reader = match session.txn.lock().as_mut() {
             Some(txn) => txn.reader(),
@@ -589,8 +592,23 @@ impl QueryHandler for SqlEngine {
     }
 
     fn transaction_status(&self, session: &SqlSession) -> TransactionStatus {
+        // A row stream failed while read: the block fails with it when the
+        // session next runs, and reports so now.
+        if session.status == TransactionStatus::InBlock
+            && session.stream_failed.load(Ordering::Relaxed)
+        {
+            return TransactionStatus::Failed;
+        }
         session.status
     }
+}
+
+/// The error of a statement in a failed transaction block.
+fn aborted() -> SqlError {
+    SqlError::new(
+        ErrorClass::InFailedTransaction,
+        "current transaction is aborted, commands ignored until end of transaction block",
+    )
 }
 
 /// The statements of SQL text, in PostgreSQL's grammar (as sqlparser has
@@ -656,6 +674,13 @@ async fn describe_statement(
                 .get()
                 .ok_or_else(|| SqlError::internal("describe without a reader"))?
                 .table(&name)?;
+            let columns = match &insert.returning {
+                Some(items) => {
+                    let alias = insert::alias(&insert, &table);
+                    Some(dml::returning_columns(session, &table, &alias, items).await?)
+                }
+                None => None,
+            };
             let targets = insert
                 .columns
                 .iter()
@@ -674,10 +699,7 @@ async fn describe_statement(
                     }
                 }
             }
-            Ok(Description {
-                params,
-                columns: None,
-            })
+            Ok(Description { params, columns })
         }
         // UPDATE and DELETE: the parameters of the query that finds their
         // rows; a parameter assigned alone takes its column's type.
@@ -695,22 +717,43 @@ async fn describe_statement(
                     }
                 }
             }
-            Ok(Description {
-                params,
-                columns: None,
-            })
+            let columns = returning_columns(session, &target, update.returning.as_deref()).await?;
+            Ok(Description { params, columns })
         }
         Statement::Delete(delete) => {
-            let (_, sql) = dml::delete_query(session, &delete)?;
+            let (target, sql) = dml::delete_query(session, &delete)?;
             Ok(Description {
                 params: query_params(session, &sql).await?,
-                columns: None,
+                columns: returning_columns(session, &target, delete.returning.as_deref()).await?,
             })
         }
+        // Settings are read without effects: SHOW's columns are its own.
+        Statement::ShowVariable { variable } => Ok(Description {
+            params: Vec::new(),
+            columns: show(session, &variable)?.columns(),
+        }),
+        Statement::Explain { .. } => Ok(Description {
+            params: Vec::new(),
+            columns: Some(explain_schema()),
+        }),
         _ => Ok(Description {
             params: Vec::new(),
             columns: None,
         }),
+    }
+}
+
+/// The columns of an UPDATE's or DELETE's RETURNING list, if it has one.
+async fn returning_columns(
+    session: &SqlSession,
+    target: &dml::Target,
+    items: Option<&[datafusion::sql::sqlparser::ast::SelectItem]>,
+) -> Result<Option<SchemaRef>> {
+    match items {
+        Some(items) => Ok(Some(
+            dml::returning_columns(session, &target.def, &target.alias, items).await?,
+        )),
+        None => Ok(None),
     }
 }
 
@@ -720,11 +763,7 @@ async fn query_params(session: &SqlSession, sql: &str) -> Result<Vec<Option<Arro
     let statement = statements
         .pop()
         .ok_or_else(|| SqlError::internal(format!("no statement in {sql}")))?;
-    let plan = session
-        .ctx
-        .state()
-        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
-        .await?;
+    let plan = logical_plan(session, statement).await?;
     plan_params(&plan)
 }
 
@@ -880,10 +919,28 @@ pub(crate) async fn query_text(
     sql: &str,
 ) -> Result<(datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>)> {
     let mut statements = parse_grammar(sql)?;
-    match (statements.pop(), statements.is_empty()) {
-        (Some(statement @ Statement::Query(_)), true) => statement_rows(session, statement).await,
-        _ => Err(SqlError::internal(format!("not one query: {sql}"))),
-    }
+    let (Some(Statement::Query(mut query)), true) = (statements.pop(), statements.is_empty())
+    else {
+        return Err(SqlError::internal(format!("not one query: {sql}")));
+    };
+    let names = names::output_names(&query);
+    names::alias_repeated_names(&mut query);
+    let (schema, batches) = statement_rows(session, Statement::Query(query)).await?;
+    let named = renamed(&schema, names);
+    let batches = batches
+        .into_iter()
+        .map(|batch| with_schema(&named, &batch))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((named, batches))
+}
+
+/// `batch`'s columns under `schema` (the same types, other names).
+fn with_schema(schema: &SchemaRef, batch: &RecordBatch) -> Result<RecordBatch> {
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(
+        RecordBatch::try_new_with_options(schema.clone(), batch.columns().to_vec(), &options)
+            .map_err(datafusion::error::DataFusionError::from)?,
+    )
 }
 
 /// Plans and runs a query in the session's transaction.
@@ -995,10 +1052,7 @@ fn explain_fast_path(table: &str, request: &ScanRequest) -> Result<StatementResu
         "KeyLookup: table={table}, columns=[{columns}], range={}",
         range_text(&request.range)
     );
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("plan_type", ArrowType::Utf8, false),
-        Field::new("plan", ArrowType::Utf8, false),
-    ]));
+    let schema = explain_schema();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(vec!["fast_path"])),
         Arc::new(StringArray::from(vec![plan])),
@@ -1006,6 +1060,14 @@ fn explain_fast_path(table: &str, request: &ScanRequest) -> Result<StatementResu
     let batch = RecordBatch::try_new(schema.clone(), columns)
         .map_err(datafusion::error::DataFusionError::from)?;
     Ok(StatementResult::rows(schema, vec![batch], None))
+}
+
+/// The columns of EXPLAIN's answer, DataFusion's shape.
+fn explain_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("plan_type", ArrowType::Utf8, false),
+        Field::new("plan", ArrowType::Utf8, false),
+    ]))
 }
 
 /// A query's rows for the caller: its batches under `schema` (the
@@ -1053,6 +1115,41 @@ pub(crate) fn renamed(
     }
 }
 
+/// DataFusion's logical plan of `statement`, each `$n` that is cast
+/// (`$1::bigint`) and otherwise untyped taking the cast's type, as
+/// PostgreSQL infers it (a driver then sends a bigint).
+pub(crate) async fn logical_plan(
+    session: &SqlSession,
+    statement: Statement,
+) -> Result<LogicalPlan> {
+    let plan = session
+        .ctx
+        .state()
+        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
+        .await?;
+    let typed = plan.transform_up_with_subqueries(|node| {
+        node.map_expressions(|expr| expr.transform_up(|expr| Ok(typed_cast_param(expr))))
+    })?;
+    Ok(typed.data)
+}
+
+/// `$n::type` with `$n` given that type, if `expr` is one and `$n` has no
+/// type yet.
+fn typed_cast_param(expr: Expr) -> Transformed<Expr> {
+    let Expr::Cast(Cast { expr: inner, field }) = &expr else {
+        return Transformed::no(expr);
+    };
+    let Expr::Placeholder(Placeholder { id, field: None }) = inner.as_ref() else {
+        return Transformed::no(expr);
+    };
+    let typed = Arc::new(Field::new("", field.data_type().clone(), true));
+    let param = Expr::Placeholder(Placeholder::new_with_field(id.clone(), Some(typed)));
+    Transformed::yes(Expr::Cast(Cast::new_from_field(
+        Box::new(param),
+        field.clone(),
+    )))
+}
+
 /// The physical plan of a statement DataFusion answers with rows, its
 /// parameters filled in.
 async fn physical_plan(
@@ -1060,9 +1157,7 @@ async fn physical_plan(
     statement: Statement,
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let state = session.ctx.state();
-    let mut plan = state
-        .statement_to_plan(DfStatement::Statement(Box::new(statement)))
-        .await?;
+    let mut plan = logical_plan(session, statement).await?;
     if !session.params.is_empty() {
         plan = plan.with_param_values(session.params.clone())?;
     }

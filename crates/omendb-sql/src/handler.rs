@@ -45,6 +45,14 @@ impl std::fmt::Debug for StatementResult {
 }
 
 impl StatementResult {
+    /// The columns of the rows, if it has rows.
+    pub fn columns(&self) -> Option<SchemaRef> {
+        match self {
+            StatementResult::Rows { schema, .. } => Some(schema.clone()),
+            StatementResult::Command { .. } => None,
+        }
+    }
+
     /// Rows already in memory, as a stream.
     pub(crate) fn rows(schema: SchemaRef, batches: Vec<RecordBatch>, tag: Option<String>) -> Self {
         let stream = futures::stream::iter(batches.into_iter().map(Ok));

@@ -23,15 +23,12 @@ pub(crate) async fn insert(session: &SqlSession, insert: Insert) -> Result<State
     let TableObject::TableName(name) = &insert.table else {
         return Err(SqlError::unsupported("INSERT into a table function"));
     };
+    let name = session.table_name(name)?;
+    let def = session.txn().with(|txn| Ok(txn.table(&name)?))?;
+    let alias = alias(&insert, &def);
     let Some(source) = insert.source else {
         return Err(SqlError::unsupported("INSERT without VALUES or SELECT"));
     };
-    let name = session.table_name(name)?;
-    let def = session.txn().with(|txn| Ok(txn.table(&name)?))?;
-    let alias = insert
-        .table_alias
-        .as_ref()
-        .map_or_else(|| quoted(&def.name), |a| a.alias.to_string());
     let targets = insert
         .columns
         .iter()
@@ -58,6 +55,14 @@ pub(crate) async fn insert(session: &SqlSession, insert: Insert) -> Result<State
         None => Ok(command(&tag)),
         Some(items) => returning(session, &def, &alias, &written, items, tag).await,
     }
+}
+
+/// How an INSERT's expressions name its target table `def`.
+pub(crate) fn alias(insert: &Insert, def: &TableDef) -> String {
+    insert
+        .table_alias
+        .as_ref()
+        .map_or_else(|| quoted(&def.name), |a| a.alias.to_string())
 }
 
 /// The positions of the columns `targets` names (every column in table

@@ -18,11 +18,10 @@ use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
-use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Query, Statement};
 use omendb_storage::{Catalog, KeyRange, ScanRequest, TableDef, Value};
 
-use crate::engine::{SqlSession, renamed};
+use crate::engine::{SqlSession, logical_plan, renamed};
 use crate::error::Result;
 use crate::names;
 use crate::provider::{StorageTable, unchanged};
@@ -81,11 +80,7 @@ impl PreparedQuery {
     ) -> Result<PreparedQuery> {
         let names = names::output_names(&query);
         names::alias_repeated_names(&mut query);
-        let plan = session
-            .context()
-            .state()
-            .statement_to_plan(DfStatement::Statement(Box::new(Statement::Query(query))))
-            .await?;
+        let plan = logical_plan(session, Statement::Query(query)).await?;
         let schema = renamed(&Arc::new(plan.schema().as_arrow().clone()), names.clone());
         let mut tables = Vec::new();
         plan.apply_with_subqueries(|node| {

@@ -160,6 +160,58 @@ async fn describe_gives_parameter_types_and_result_columns_without_running() {
         .unwrap();
     assert_eq!(described.params, vec![Some(DataType::Int32)]);
 
+    // A parameter that is cast takes the cast's type, as in PostgreSQL.
+    let described = f
+        .engine
+        .describe(
+            &mut f.session,
+            "SELECT $1::bigint + 1, v FROM kv WHERE k = $2::smallint",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        described.params,
+        vec![Some(DataType::Int64), Some(DataType::Int16)]
+    );
+
+    // Statements that return rows besides queries: RETURNING, SHOW, EXPLAIN.
+    for (sql, expected) in [
+        (
+            "INSERT INTO kv VALUES ($1, 'x', 1) RETURNING k, v AS value, n + 1",
+            vec![
+                ("k", DataType::Int32),
+                ("value", DataType::Utf8),
+                ("?column?", DataType::Int64),
+            ],
+        ),
+        (
+            "UPDATE kv AS t SET n = 2 WHERE k = $1 RETURNING t.n",
+            vec![("n", DataType::Int64)],
+        ),
+        (
+            "DELETE FROM kv WHERE k = $1 RETURNING *",
+            vec![
+                ("k", DataType::Int32),
+                ("v", DataType::Utf8),
+                ("n", DataType::Int64),
+            ],
+        ),
+        ("SHOW search_path", vec![("search_path", DataType::Utf8)]),
+        (
+            "EXPLAIN SELECT * FROM kv",
+            vec![("plan_type", DataType::Utf8), ("plan", DataType::Utf8)],
+        ),
+    ] {
+        let described = f.engine.describe(&mut f.session, sql).await.unwrap();
+        let columns = described.columns.expect(sql);
+        let got: Vec<(&str, DataType)> = columns
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type().clone()))
+            .collect();
+        assert_eq!(got, expected, "{sql}");
+    }
+
     let error = f
         .engine
         .describe(&mut f.session, "SELECT 1; SELECT 2")

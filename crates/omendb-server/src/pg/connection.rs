@@ -1,10 +1,12 @@
-//! One client connection: its SQL session and the handlers `pgwire` calls
-//! for it. Startup trusts the client (the server listens on loopback
-//! only until authentication is built). A simple Query runs its
-//! statements through [`QueryHandler::execute`] and answers each with
-//! rows and a command tag or an error, then ReadyForQuery with the
-//! session's own transaction status.
+//! One client connection: its SQL session, its prepared statements and
+//! portals, and the handlers `pgwire` calls for it. Startup trusts the
+//! client (the server listens on loopback only until authentication is
+//! built). A simple Query runs its statements through
+//! [`QueryHandler::execute`] and answers each with rows and a command tag
+//! or an error, then ReadyForQuery with the session's own transaction
+//! status. The extended protocol is in `extended.rs`.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -15,11 +17,12 @@ use omendb_sql::datafusion::execution::SendableRecordBatchStream;
 use omendb_sql::{QueryHandler, SqlError, StatementResult, TransactionStatus};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
-use pgwire::api::query::SimpleQueryHandler;
+use pgwire::api::portal::Format;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::Response;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers};
-use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::{
     CommandComplete, EmptyQueryResponse, ReadyForQuery, TransactionStatus as WireStatus,
@@ -27,8 +30,9 @@ use pgwire::messages::response::{
 use pgwire::messages::simplequery::Query;
 use tokio::sync::Mutex;
 
-use super::errors::error_response;
-use super::rows::{data_rows, row_description};
+use super::errors::{error_response, wire_error};
+use super::extended::{Portal, Prepared};
+use super::rows::{data_row, row_description};
 
 /// The handlers of one connection.
 pub(super) struct Connection<H: QueryHandler> {
@@ -37,15 +41,23 @@ pub(super) struct Connection<H: QueryHandler> {
 
 impl<H: QueryHandler> Connection<H> {
     pub(super) fn new(engine: Arc<H>) -> Connection<H> {
-        let session = Mutex::new(engine.new_session());
+        let state = Mutex::new(State {
+            sql: engine.new_session(),
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+        });
         Connection {
-            session: Arc::new(Session { engine, session }),
+            session: Arc::new(Session { engine, state }),
         }
     }
 }
 
 impl<H: QueryHandler + 'static> PgWireServerHandlers for Connection<H> {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.session.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
         self.session.clone()
     }
 
@@ -67,9 +79,10 @@ where
     C: Sink<PgWireBackendMessage> + Unpin,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
 {
+    let text = Format::UnifiedText;
     client
         .feed(PgWireBackendMessage::RowDescription(row_description(
-            schema,
+            schema, &text,
         )))
         .await?;
     let mut rows = 0;
@@ -85,7 +98,8 @@ where
             }
         };
         rows += batch.num_rows();
-        for row in data_rows(&batch) {
+        for row in 0..batch.num_rows() {
+            let row = data_row(&batch, row, &text);
             client.feed(PgWireBackendMessage::DataRow(row)).await?;
         }
     }
@@ -98,12 +112,43 @@ where
     Ok(true)
 }
 
-/// A connection's SQL session. Messages of one connection arrive one at a
+/// A connection's session. Messages of one connection arrive one at a
 /// time, so the lock is never contended; it makes the session shareable
 /// with the handlers `pgwire` holds.
 pub(super) struct Session<H: QueryHandler> {
-    engine: Arc<H>,
-    session: Mutex<H::Session>,
+    pub(super) engine: Arc<H>,
+    pub(super) state: Mutex<State<H>>,
+}
+
+/// What a connection holds between messages.
+pub(super) struct State<H: QueryHandler> {
+    /// The SQL session: settings and transaction.
+    pub(super) sql: H::Session,
+    /// Prepared statements by name (`""`: the unnamed one).
+    pub(super) statements: HashMap<String, Arc<Prepared>>,
+    /// Portals by name (`""`: the unnamed one).
+    pub(super) portals: HashMap<String, Portal>,
+}
+
+impl<H: QueryHandler> Session<H> {
+    /// The session's transaction status as ReadyForQuery reports it.
+    pub(super) fn wire_status(&self, state: &State<H>) -> WireStatus {
+        match self.engine.transaction_status(&state.sql) {
+            TransactionStatus::Idle => WireStatus::Idle,
+            TransactionStatus::InBlock => WireStatus::Transaction,
+            TransactionStatus::Failed => WireStatus::Error,
+        }
+    }
+}
+
+impl<H: QueryHandler> State<H> {
+    /// Drops the portals when no transaction block is open: a portal
+    /// lives until the end of its transaction, as in PostgreSQL.
+    pub(super) fn end_of_transaction(&mut self, status: WireStatus) {
+        if status == WireStatus::Idle {
+            self.portals.clear();
+        }
+    }
 }
 
 #[async_trait]
@@ -122,8 +167,11 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
             return Err(PgWireError::NotReadyForQuery);
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
-        let mut session = self.session.lock().await;
-        let results = self.engine.execute(&mut session, &query.query, &[]).await;
+        let mut state = self.state.lock().await;
+        // A simple Query replaces the unnamed statement and portal.
+        state.statements.remove("");
+        state.portals.remove("");
+        let results = self.engine.execute(&mut state.sql, &query.query, &[]).await;
         if results.is_empty() {
             client
                 .feed(PgWireBackendMessage::EmptyQueryResponse(
@@ -131,7 +179,6 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
                 ))
                 .await?;
         }
-        let mut stream_failed = false;
         for result in results {
             match result {
                 Ok(StatementResult::Command { tag }) => {
@@ -146,7 +193,11 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
                     stream,
                     tag,
                 }) => {
-                    stream_failed = !send_rows(client, &schema, stream, tag).await?;
+                    // A failed stream ends the query string, as an error
+                    // does in PostgreSQL.
+                    if !send_rows(client, &schema, stream, tag).await? {
+                        break;
+                    }
                 }
                 Err(error) => {
                     client
@@ -154,19 +205,9 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
                         .await?;
                 }
             }
-            // An error ends the query string, as in PostgreSQL.
-            if stream_failed {
-                break;
-            }
         }
-        let status = match self.engine.transaction_status(&session) {
-            TransactionStatus::Idle => WireStatus::Idle,
-            // The engine fails the block for a failed row stream when the
-            // session next runs; the client learns it now.
-            TransactionStatus::InBlock if stream_failed => WireStatus::Error,
-            TransactionStatus::InBlock => WireStatus::Transaction,
-            TransactionStatus::Failed => WireStatus::Error,
-        };
+        let status = self.wire_status(&state);
+        state.end_of_transaction(status);
         client.set_state(PgWireConnectionState::ReadyForQuery);
         client.set_transaction_status(status);
         client
@@ -185,10 +226,6 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        Err(PgWireError::UserError(Box::new(ErrorInfo::new(
-            "ERROR".to_owned(),
-            "XX000".to_owned(),
-            "simple queries run through on_query".to_owned(),
-        ))))
+        Err(wire_error("XX000", "simple queries run through on_query"))
     }
 }
