@@ -8,10 +8,12 @@
 
 mod binary;
 mod connection;
+mod deallocate;
 mod errors;
 mod extended;
 mod params;
 mod rows;
+mod startup;
 mod types;
 
 use std::future::Future;

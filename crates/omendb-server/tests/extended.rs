@@ -27,7 +27,17 @@ async fn connect(server: &Server) -> Client {
 }
 
 /// One row of every column type: k, b, s, n, r, d, name, data, at.
-type Values = (i32, bool, i16, i64, f32, f64, &'static str, &'static [u8], SystemTime);
+type Values = (
+    i32,
+    bool,
+    i16,
+    i64,
+    f32,
+    f64,
+    &'static str,
+    &'static [u8],
+    SystemTime,
+);
 
 fn sqlstate(error: &tokio_postgres::Error) -> &str {
     error

@@ -601,6 +601,10 @@ impl QueryHandler for SqlEngine {
         }
         session.status
     }
+
+    fn reported_settings(&self, session: &SqlSession) -> Vec<(&'static str, String)> {
+        session.settings.lock().reported()
+    }
 }
 
 /// The error of a statement in a failed transaction block.

@@ -100,6 +100,10 @@ pub trait QueryHandler: Send + Sync {
     async fn describe(&self, session: &mut Self::Session, sql: &str) -> Result<Description>;
 
     fn transaction_status(&self, session: &Self::Session) -> TransactionStatus;
+
+    /// The settings a client is told of (ParameterStatus) when it connects
+    /// and again when one changes, with their values now.
+    fn reported_settings(&self, session: &Self::Session) -> Vec<(&'static str, String)>;
 }
 
 /// A statement described; see [`QueryHandler::describe`].

@@ -26,10 +26,13 @@ const PARAMETERS: &[(&str, &str, bool)] = &[
     ("client_min_messages", "notice", true),
     ("DateStyle", "ISO, MDY", true),
     ("default_transaction_isolation", "read committed", true),
+    ("default_transaction_read_only", "off", false),
     ("extra_float_digits", "1", true),
     ("idle_in_transaction_session_timeout", "0", true),
+    ("in_hot_standby", "off", false),
     ("integer_datetimes", "on", false),
     ("IntervalStyle", "postgres", true),
+    ("is_superuser", "on", false),
     ("max_identifier_length", "63", false),
     ("search_path", "\"$user\", public", true),
     ("server_encoding", "UTF8", false),
@@ -38,6 +41,24 @@ const PARAMETERS: &[(&str, &str, bool)] = &[
     ("standard_conforming_strings", "on", true),
     ("statement_timeout", "0", true),
     ("TimeZone", "UTC", true),
+];
+
+/// The parameters a client is told of (ParameterStatus) at startup and
+/// whenever they change: PostgreSQL 15's `GUC_REPORT` set, less
+/// `session_authorization` (the server's, it knows the user).
+const REPORTED: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "default_transaction_read_only",
+    "in_hot_standby",
+    "integer_datetimes",
+    "IntervalStyle",
+    "is_superuser",
+    "server_encoding",
+    "server_version",
+    "standard_conforming_strings",
+    "TimeZone",
 ];
 
 /// The canonical spelling and default of parameter `name` (any case).
@@ -142,6 +163,13 @@ impl Settings {
             })
             .collect()
     }
+
+    /// The reported parameters and their values.
+    pub(crate) fn reported(&self) -> Vec<(&'static str, String)> {
+        let mut all = self.all();
+        all.retain(|(name, _)| REPORTED.contains(name));
+        all
+    }
 }
 
 /// A value as PostgreSQL shows it back, checked where PostgreSQL checks.
@@ -170,6 +198,9 @@ fn normalize(name: &str, value: &str) -> Result<String> {
         }
         "client_encoding" => match value.to_ascii_uppercase().replace(['-', '_'], "").as_str() {
             "UTF8" | "UNICODE" => "UTF8".into(),
+            // What libpq asks for in a C locale: bytes pass unconverted,
+            // as PostgreSQL passes them.
+            "SQLASCII" => "SQL_ASCII".into(),
             _ => return Err(invalid()),
         },
         "DateStyle" => match value.to_ascii_uppercase().replace(' ', "").as_str() {

@@ -1,10 +1,9 @@
 //! One client connection: its SQL session, its prepared statements and
-//! portals, and the handlers `pgwire` calls for it. Startup trusts the
-//! client (the server listens on loopback only until authentication is
-//! built). A simple Query runs its statements through
-//! [`QueryHandler::execute`] and answers each with rows and a command tag
-//! or an error, then ReadyForQuery with the session's own transaction
-//! status. The extended protocol is in `extended.rs`.
+//! portals, and the handlers `pgwire` calls for it (startup in
+//! `startup.rs`, the extended protocol in `extended.rs`). A simple Query
+//! runs its statements through [`QueryHandler::execute`] and answers each
+//! with rows and a command tag or an error, then ReadyForQuery with the
+//! session's own transaction status.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -16,20 +15,21 @@ use omendb_sql::datafusion::arrow::datatypes::Schema;
 use omendb_sql::datafusion::execution::SendableRecordBatchStream;
 use omendb_sql::{QueryHandler, SqlError, StatementResult, TransactionStatus};
 use pgwire::api::auth::StartupHandler;
-use pgwire::api::auth::noop::NoopStartupHandler;
 use pgwire::api::portal::Format;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::Response;
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::response::{
     CommandComplete, EmptyQueryResponse, ReadyForQuery, TransactionStatus as WireStatus,
 };
 use pgwire::messages::simplequery::Query;
+use pgwire::messages::startup::ParameterStatus;
 use tokio::sync::Mutex;
 
+use super::deallocate::{self, Deallocate};
 use super::errors::{error_response, wire_error};
 use super::extended::{Portal, Prepared};
 use super::rows::{data_row, row_description};
@@ -45,6 +45,7 @@ impl<H: QueryHandler> Connection<H> {
             sql: engine.new_session(),
             statements: HashMap::new(),
             portals: HashMap::new(),
+            reported: Vec::new(),
         });
         Connection {
             session: Arc::new(Session { engine, state }),
@@ -128,6 +129,8 @@ pub(super) struct State<H: QueryHandler> {
     pub(super) statements: HashMap<String, Arc<Prepared>>,
     /// Portals by name (`""`: the unnamed one).
     pub(super) portals: HashMap<String, Portal>,
+    /// The reported settings as the client was last told them.
+    pub(super) reported: Vec<(&'static str, String)>,
 }
 
 impl<H: QueryHandler> Session<H> {
@@ -141,7 +144,77 @@ impl<H: QueryHandler> Session<H> {
     }
 }
 
+impl<H: QueryHandler> Session<H> {
+    /// Ends a simple Query or an extended-protocol Sync: ReadyForQuery
+    /// with the session's status (a portal ends with its transaction).
+    pub(super) async fn ready_for_query<C>(
+        &self,
+        client: &mut C,
+        state: &mut State<H>,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let status = self.wire_status(state);
+        state.end_of_transaction(status);
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        client.set_transaction_status(status);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )))
+            .await?;
+        Ok(())
+    }
+
+    /// Tells the client of each reported setting that `tag`'s command
+    /// may have changed (SET, RESET, the end of a block) and did.
+    pub(super) async fn report_changes<C>(
+        &self,
+        client: &mut C,
+        state: &mut State<H>,
+        tag: &str,
+    ) -> PgWireResult<()>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if !["SET", "RESET", "COMMIT", "ROLLBACK"].contains(&tag) {
+            return Ok(());
+        }
+        let now = self.engine.reported_settings(&state.sql);
+        for (name, value) in &now {
+            if !state.reported.contains(&(*name, value.clone())) {
+                let status = ParameterStatus::new((*name).to_owned(), value.clone());
+                client
+                    .feed(PgWireBackendMessage::ParameterStatus(status))
+                    .await?;
+            }
+        }
+        state.reported = now;
+        Ok(())
+    }
+}
+
 impl<H: QueryHandler> State<H> {
+    /// Drops the prepared statements `target` names; the command tag.
+    pub(super) fn deallocate(&mut self, target: Deallocate) -> PgWireResult<&'static str> {
+        match target {
+            Deallocate::All => {
+                self.statements.clear();
+                Ok("DEALLOCATE ALL")
+            }
+            Deallocate::Named(name) => match self.statements.remove(&name) {
+                Some(_) => Ok("DEALLOCATE"),
+                None => Err(wire_error(
+                    "26000",
+                    format!("prepared statement \"{name}\" does not exist"),
+                )),
+            },
+        }
+    }
+
     /// Drops the portals when no transaction block is open: a portal
     /// lives until the end of its transaction, as in PostgreSQL.
     pub(super) fn end_of_transaction(&mut self, status: WireStatus) {
@@ -150,9 +223,6 @@ impl<H: QueryHandler> State<H> {
         }
     }
 }
-
-#[async_trait]
-impl<H: QueryHandler + 'static> NoopStartupHandler for Session<H> {}
 
 #[async_trait]
 impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
@@ -171,6 +241,14 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
         // A simple Query replaces the unnamed statement and portal.
         state.statements.remove("");
         state.portals.remove("");
+        if let Some(target) = deallocate::parse(&query.query) {
+            let message = match state.deallocate(target) {
+                Ok(tag) => PgWireBackendMessage::CommandComplete(CommandComplete::new(tag.into())),
+                Err(error) => PgWireBackendMessage::ErrorResponse(ErrorInfo::from(error).into()),
+            };
+            client.feed(message).await?;
+            return self.ready_for_query(client, &mut state).await;
+        }
         let results = self.engine.execute(&mut state.sql, &query.query, &[]).await;
         if results.is_empty() {
             client
@@ -182,6 +260,7 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
         for result in results {
             match result {
                 Ok(StatementResult::Command { tag }) => {
+                    self.report_changes(client, &mut state, &tag).await?;
                     client
                         .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
                             tag,
@@ -206,16 +285,7 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
                 }
             }
         }
-        let status = self.wire_status(&state);
-        state.end_of_transaction(status);
-        client.set_state(PgWireConnectionState::ReadyForQuery);
-        client.set_transaction_status(status);
-        client
-            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
-                status,
-            )))
-            .await?;
-        Ok(())
+        self.ready_for_query(client, &mut state).await
     }
 
     /// Not called: [`Self::on_query`] runs simple queries itself.

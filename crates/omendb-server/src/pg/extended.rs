@@ -29,9 +29,10 @@ use pgwire::messages::extendedquery::{
     Bind, BindComplete, Close, CloseComplete, Describe, Execute, Parse, ParseComplete,
     PortalSuspended, Sync as PgSync, TARGET_TYPE_BYTE_PORTAL, TARGET_TYPE_BYTE_STATEMENT,
 };
-use pgwire::messages::response::{CommandComplete, EmptyQueryResponse, ReadyForQuery};
+use pgwire::messages::response::{CommandComplete, EmptyQueryResponse};
 
 use super::connection::Session;
+use super::deallocate;
 use super::errors::{user_error, wire_error};
 use super::params::{Param, bind_values, formats};
 use super::rows::{data_row, row_description};
@@ -213,6 +214,18 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
             .portals
             .get_mut(&name)
             .ok_or_else(|| wire_error("34000", format!("portal \"{name}\" does not exist")))?;
+        if matches!(portal.state, PortalState::Ready)
+            && let Some(target) = deallocate::parse(&portal.statement.sql)
+        {
+            portal.state = PortalState::Done { rows: false };
+            let tag = state.deallocate(target)?;
+            client
+                .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                    tag.into(),
+                )))
+                .await?;
+            return Ok(());
+        }
         if matches!(portal.state, PortalState::Ready) {
             let sql = &portal.statement.sql;
             let results = self
@@ -235,6 +248,7 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
                 }
                 Some(Ok(StatementResult::Command { tag })) => {
                     portal.state = PortalState::Done { rows: false };
+                    self.report_changes(client, state, &tag).await?;
                     client
                         .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
                             tag,
@@ -360,15 +374,7 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let mut state = self.state.lock().await;
-        let status = self.wire_status(&state);
-        state.end_of_transaction(status);
-        client.set_transaction_status(status);
-        client
-            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
-                status,
-            )))
-            .await?;
-        Ok(())
+        self.ready_for_query(client, &mut state).await
     }
 
     /// Not called: [`Self::on_execute`] runs portals itself.
