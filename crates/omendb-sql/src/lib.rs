@@ -42,4 +42,4 @@ pub use datafusion;
 pub use engine::{SqlEngine, SqlSession};
 pub use error::{ErrorClass, Result, SqlError};
 pub use handler::{QueryHandler, StatementResult, TransactionStatus};
-pub use text::pg_text;
+pub use text::{pg_text, timestamp_micros};

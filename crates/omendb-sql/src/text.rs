@@ -29,24 +29,7 @@ pub fn pg_text(array: &dyn Array, row: usize) -> Option<String> {
         ArrowType::Binary => hex_text(array.as_binary::<i32>().value(row)),
         ArrowType::LargeBinary => hex_text(array.as_binary::<i64>().value(row)),
         ArrowType::Timestamp(unit, tz) => {
-            let micros = match unit {
-                TimeUnit::Second => array
-                    .as_primitive::<TimestampSecondType>()
-                    .value(row)
-                    .saturating_mul(1_000_000),
-                TimeUnit::Millisecond => array
-                    .as_primitive::<TimestampMillisecondType>()
-                    .value(row)
-                    .saturating_mul(1_000),
-                TimeUnit::Microsecond => {
-                    array.as_primitive::<TimestampMicrosecondType>().value(row)
-                }
-                TimeUnit::Nanosecond => array
-                    .as_primitive::<TimestampNanosecondType>()
-                    .value(row)
-                    .div_euclid(1_000),
-            };
-            let mut text = timestamp_text(micros);
+            let mut text = timestamp_text(timestamp_micros(array, row, *unit));
             if tz.is_some() {
                 text.push_str("+00");
             }
@@ -60,6 +43,25 @@ pub fn pg_text(array: &dyn Array, row: usize) -> Option<String> {
             }
         }
     })
+}
+
+/// Microseconds since 1970 of `array[row]`, a timestamp array of `unit`.
+pub fn timestamp_micros(array: &dyn Array, row: usize, unit: TimeUnit) -> i64 {
+    match unit {
+        TimeUnit::Second => array
+            .as_primitive::<TimestampSecondType>()
+            .value(row)
+            .saturating_mul(1_000_000),
+        TimeUnit::Millisecond => array
+            .as_primitive::<TimestampMillisecondType>()
+            .value(row)
+            .saturating_mul(1_000),
+        TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(row),
+        TimeUnit::Nanosecond => array
+            .as_primitive::<TimestampNanosecondType>()
+            .value(row)
+            .div_euclid(1_000),
+    }
 }
 
 /// A float as PostgreSQL prints it with `extra_float_digits = 1` (the

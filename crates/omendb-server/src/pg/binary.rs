@@ -14,11 +14,10 @@ use omendb_sql::datafusion::arrow::datatypes::{
     DurationNanosecondType, DurationSecondType, Float16Type, Float32Type, Float64Type, Int8Type,
     Int16Type, Int32Type, Int64Type, IntervalDayTimeType, IntervalMonthDayNanoType, IntervalUnit,
     IntervalYearMonthType, Time32MillisecondType, Time32SecondType, Time64MicrosecondType,
-    Time64NanosecondType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
-    TimestampNanosecondType, TimestampSecondType, UInt8Type, UInt16Type, UInt32Type,
+    Time64NanosecondType, TimeUnit, UInt8Type, UInt16Type, UInt32Type,
 };
 use omendb_sql::datafusion::common::ScalarValue;
-use omendb_sql::pg_text;
+use omendb_sql::{pg_text, timestamp_micros};
 use pgwire::api::Type;
 
 /// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
@@ -137,24 +136,6 @@ fn put_f32(out: &mut BytesMut, v: f32) {
 
 fn clamp_i32(v: i64) -> i32 {
     i32::try_from(v).unwrap_or(if v < 0 { i32::MIN } else { i32::MAX })
-}
-
-fn timestamp_micros(array: &dyn Array, row: usize, unit: TimeUnit) -> i64 {
-    match unit {
-        TimeUnit::Second => array
-            .as_primitive::<TimestampSecondType>()
-            .value(row)
-            .saturating_mul(1_000_000),
-        TimeUnit::Millisecond => array
-            .as_primitive::<TimestampMillisecondType>()
-            .value(row)
-            .saturating_mul(1_000),
-        TimeUnit::Microsecond => array.as_primitive::<TimestampMicrosecondType>().value(row),
-        TimeUnit::Nanosecond => array
-            .as_primitive::<TimestampNanosecondType>()
-            .value(row)
-            .div_euclid(1_000),
-    }
 }
 
 fn duration_micros(array: &dyn Array, row: usize, unit: TimeUnit) -> i64 {
