@@ -8,6 +8,7 @@
 
 mod binary;
 mod connection;
+mod copy;
 mod deallocate;
 mod errors;
 mod extended;

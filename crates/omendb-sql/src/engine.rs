@@ -34,6 +34,7 @@ use omendb_storage::{
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::arith::IntegerArithmetic;
+use crate::copy::{self, Copy, CopyIn};
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::{Description, QueryHandler, StatementResult, TransactionStatus};
 use crate::prepared::{FastRead, FastTarget, PlanCache, PreparedQuery};
@@ -69,6 +70,8 @@ pub struct SqlSession {
     stream_failed: Arc<AtomicBool>,
     /// Queries planned before, by their SQL text.
     plans: PlanCache,
+    /// A COPY FROM STDIN waiting for data.
+    copy: Option<CopyIn>,
 }
 
 /// One statement to run.
@@ -94,6 +97,13 @@ impl std::fmt::Debug for SqlSession {
 impl SqlSession {
     pub(crate) fn txn(&self) -> &TxnSlot {
         &self.txn
+    }
+
+    /// Fails the open transaction block, if one is open.
+    pub(crate) fn fail_block(&mut self) {
+        if self.status == TransactionStatus::InBlock {
+            self.status = TransactionStatus::Failed;
+        }
     }
 
     /// The schemas of the session's `search_path`.
@@ -305,6 +315,9 @@ impl SqlEngine {
                 Ok(command("RESET"))
             }
             Statement::ShowVariable { variable } => show(session, &variable),
+            statement @ Statement::Copy { to: false, .. } => {
+                self.start_copy_in(session, &statement)
+            }
             Statement::Savepoint { name } => {
                 in_block(session, "SAVEPOINT")?;
                 let name = ident(&name);
@@ -397,6 +410,73 @@ impl SqlEngine {
         }
     }
 
+    /// Starts a COPY FROM STDIN: in the session's block, or in a
+    /// transaction of its own until `copy_done`.
+    fn start_copy_in(
+        &self,
+        session: &mut SqlSession,
+        statement: &Statement,
+    ) -> Result<StatementResult> {
+        let Copy::In {
+            table,
+            columns,
+            format,
+        } = Copy::of(statement)?
+        else {
+            return Err(SqlError::internal("COPY TO run as COPY FROM"));
+        };
+        let autocommit = session.status == TransactionStatus::Idle;
+        if autocommit {
+            *session.txn.lock() = Some(self.db.begin(session.isolation));
+        } else {
+            session.block_used = true;
+            session.txn.with(|txn| {
+                txn.begin_statement();
+                Ok(())
+            })?;
+        }
+        let started = session.table_name(&table).and_then(|name| {
+            let def = session.txn.with(|txn| Ok(txn.table(&name)?))?;
+            CopyIn::new(def, columns, format, autocommit)
+        });
+        match started {
+            Ok(copy) => {
+                let columns = copy.fields();
+                session.copy = Some(copy);
+                Ok(StatementResult::CopyIn { columns })
+            }
+            Err(error) => {
+                if autocommit {
+                    session.txn.lock().take();
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs `step` on the session's COPY FROM with the transaction's
+    /// reader set; an error ends the COPY, undoing it.
+    async fn copy_step<T>(
+        &self,
+        session: &mut SqlSession,
+        step: impl AsyncFnOnce(&mut CopyIn, &SqlSession) -> Result<T>,
+    ) -> Result<(CopyIn, T)> {
+        let mut copy = session.copy.take().ok_or_else(|| {
+            SqlError::new(ErrorClass::SyntaxError, "no COPY FROM STDIN is in progress")
+        })?;
+        let reader = session.txn.with(|txn| Ok(txn.reader()))?;
+        session.reader.set(Some(reader));
+        let result = step(&mut copy, session).await;
+        session.reader.set(None);
+        match result {
+            Ok(value) => Ok((copy, value)),
+            Err(error) => {
+                copy::abort(session, &copy);
+                Err(error)
+            }
+        }
+    }
+
     async fn run_in_transaction(
         &self,
         session: &mut SqlSession,
@@ -453,6 +533,16 @@ impl SqlEngine {
             Statement::Query(query) => {
                 let prepared = PreparedQuery::plan(session, query.to_string(), query).await?;
                 run_prepared(session, Arc::new(prepared)).await
+            }
+            statement @ Statement::Copy { .. } => {
+                let Copy::Out { query, format } = Copy::of(&statement)? else {
+                    return Err(SqlError::internal("COPY FROM run as a query"));
+                };
+                let Some(Statement::Query(parsed)) = parse(&query)?.pop() else {
+                    return Err(SqlError::internal(format!("COPY query {query}")));
+                };
+                let prepared = PreparedQuery::plan(session, query, parsed).await?;
+                copy::copy_out(run_prepared(session, Arc::new(prepared)).await?, format)
             }
             statement @ Statement::Explain { .. } => {
                 // A query the fast path answers: EXPLAIN says so.
@@ -528,6 +618,7 @@ impl QueryHandler for SqlEngine {
             params: Vec::new(),
             stream_failed: Arc::new(AtomicBool::new(false)),
             plans: PlanCache::default(),
+            copy: None,
         }
     }
 
@@ -537,6 +628,10 @@ impl QueryHandler for SqlEngine {
         sql: &str,
         params: &[ScalarValue],
     ) -> Vec<Result<StatementResult>> {
+        // A COPY FROM whose data never ended is given up.
+        if let Some(copy) = session.copy.take() {
+            copy::abort(session, &copy);
+        }
         // A row stream of an earlier call failed while read: that error
         // aborted the block, as it would have mid-statement.
         if session.stream_failed.swap(false, Ordering::Relaxed)
@@ -604,6 +699,38 @@ impl QueryHandler for SqlEngine {
 
     fn reported_settings(&self, session: &SqlSession) -> Vec<(&'static str, String)> {
         session.settings.lock().reported()
+    }
+
+    async fn copy_data(&self, session: &mut SqlSession, data: &[u8]) -> Result<()> {
+        let (copy, ()) = self
+            .copy_step(session, async |copy, session| {
+                copy.push(session, data).await
+            })
+            .await?;
+        session.copy = Some(copy);
+        Ok(())
+    }
+
+    async fn copy_done(&self, session: &mut SqlSession) -> Result<String> {
+        let (copy, tag) = self
+            .copy_step(session, async |copy, session| copy.finish(session).await)
+            .await?;
+        if copy.autocommit
+            && let Some(txn) = session.txn.lock().take()
+        {
+            txn.commit()?;
+        }
+        Ok(tag)
+    }
+
+    fn copy_fail(&self, session: &mut SqlSession, message: &str) -> SqlError {
+        if let Some(copy) = session.copy.take() {
+            copy::abort(session, &copy);
+        }
+        SqlError::new(
+            ErrorClass::QueryCanceled,
+            format!("COPY from stdin failed: {message}"),
+        )
     }
 }
 

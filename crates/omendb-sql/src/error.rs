@@ -29,6 +29,10 @@ pub enum ErrorClass {
     NumericValueOutOfRange,
     DivisionByZero,
     StringDataRightTruncation,
+    /// COPY data that is not in the format (22P04).
+    BadCopyFormat,
+    /// Bytes that are not UTF-8 (22021).
+    CharacterNotInRepertoire,
     DataException,
     UniqueViolation,
     NotNullViolation,
@@ -41,6 +45,8 @@ pub enum ErrorClass {
     CantChangeParameter,
     CardinalityViolation,
     InvalidColumnReference,
+    /// The client or a timeout cancelled the statement (57014).
+    QueryCanceled,
     FeatureNotSupported,
     DiskFull,
     OutOfMemory,
@@ -69,6 +75,8 @@ impl ErrorClass {
             ErrorClass::NumericValueOutOfRange => "22003",
             ErrorClass::DivisionByZero => "22012",
             ErrorClass::StringDataRightTruncation => "22001",
+            ErrorClass::BadCopyFormat => "22P04",
+            ErrorClass::CharacterNotInRepertoire => "22021",
             ErrorClass::DataException => "22000",
             ErrorClass::UniqueViolation => "23505",
             ErrorClass::NotNullViolation => "23502",
@@ -81,6 +89,7 @@ impl ErrorClass {
             ErrorClass::CantChangeParameter => "55P02",
             ErrorClass::CardinalityViolation => "21000",
             ErrorClass::InvalidColumnReference => "42P10",
+            ErrorClass::QueryCanceled => "57014",
             ErrorClass::FeatureNotSupported => "0A000",
             ErrorClass::DiskFull => "53100",
             ErrorClass::OutOfMemory => "53200",

@@ -7,8 +7,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::stream::BoxStream;
 
-use crate::error::Result;
+use crate::error::{Result, SqlError};
 
 /// What one statement produced.
 pub enum StatementResult {
@@ -27,6 +28,27 @@ pub enum StatementResult {
     /// A command without rows and its PostgreSQL command tag, such as
     /// `CREATE TABLE` or `INSERT 0 3`.
     Command { tag: String },
+    /// COPY FROM STDIN waits for the client's data, `columns` fields a
+    /// row: it goes to [`QueryHandler::copy_data`], then
+    /// [`QueryHandler::copy_done`] or [`QueryHandler::copy_fail`].
+    CopyIn { columns: usize },
+    /// COPY TO STDOUT: the rows as lines of text or CSV, in pieces; an
+    /// error in the stream ends the COPY.
+    CopyOut {
+        columns: usize,
+        data: BoxStream<'static, Result<CopyData>>,
+    },
+}
+
+/// A piece of COPY TO output: whole lines (clients expect one message per
+/// line, as PostgreSQL sends them), and how many of them are rows (not a
+/// header).
+#[derive(Debug)]
+pub struct CopyData {
+    pub bytes: Vec<u8>,
+    /// Where each line ends in `bytes`.
+    pub line_ends: Vec<usize>,
+    pub rows: usize,
 }
 
 impl std::fmt::Debug for StatementResult {
@@ -40,6 +62,13 @@ impl std::fmt::Debug for StatementResult {
             StatementResult::Command { tag } => {
                 f.debug_struct("Command").field("tag", tag).finish()
             }
+            StatementResult::CopyIn { columns } => {
+                f.debug_struct("CopyIn").field("columns", columns).finish()
+            }
+            StatementResult::CopyOut { columns, .. } => f
+                .debug_struct("CopyOut")
+                .field("columns", columns)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -49,7 +78,7 @@ impl StatementResult {
     pub fn columns(&self) -> Option<SchemaRef> {
         match self {
             StatementResult::Rows { schema, .. } => Some(schema.clone()),
-            StatementResult::Command { .. } => None,
+            _ => None,
         }
     }
 
@@ -100,6 +129,18 @@ pub trait QueryHandler: Send + Sync {
     async fn describe(&self, session: &mut Self::Session, sql: &str) -> Result<Description>;
 
     fn transaction_status(&self, session: &Self::Session) -> TransactionStatus;
+
+    /// The next piece of a COPY FROM STDIN's data (split anywhere). An
+    /// error ends the COPY: nothing of it is written.
+    async fn copy_data(&self, session: &mut Self::Session, data: &[u8]) -> Result<()>;
+
+    /// The end of a COPY FROM STDIN's data: the rest is written (and
+    /// committed, outside a block); the command tag (`COPY n`).
+    async fn copy_done(&self, session: &mut Self::Session) -> Result<String>;
+
+    /// The client gave up a COPY FROM STDIN with `message`: nothing of it
+    /// is written; the error to report.
+    fn copy_fail(&self, session: &mut Self::Session, message: &str) -> SqlError;
 
     /// The settings a client is told of (ParameterStatus) when it connects
     /// and again when one changes, with their values now.

@@ -92,7 +92,7 @@ pub(crate) fn target_positions(def: &TableDef, targets: &[String]) -> Result<Vec
 
 /// The rows to insert: the source columns into `targets` (every column in
 /// table order when empty), the other columns their defaults.
-async fn source_rows(
+pub(crate) async fn source_rows(
     session: &SqlSession,
     def: &Arc<TableDef>,
     targets: &[String],

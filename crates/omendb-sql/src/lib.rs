@@ -17,6 +17,8 @@
 
 mod arith;
 mod average;
+mod copy;
+mod copy_format;
 mod ddl;
 mod dml;
 mod engine;
@@ -41,5 +43,5 @@ mod types;
 pub use datafusion;
 pub use engine::{SqlEngine, SqlSession};
 pub use error::{ErrorClass, Result, SqlError};
-pub use handler::{QueryHandler, StatementResult, TransactionStatus};
+pub use handler::{CopyData, QueryHandler, StatementResult, TransactionStatus};
 pub use text::{pg_text, timestamp_micros};

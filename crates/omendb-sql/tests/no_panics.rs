@@ -20,6 +20,16 @@ async fn run(f: &mut Fixture, sql: &str) -> bool {
                 ok &= stream.try_collect::<Vec<_>>().await.is_ok();
             }
             Ok(StatementResult::Command { .. }) => {}
+            // Feed a COPY FROM odd data: an error or a count, no panic.
+            Ok(StatementResult::CopyIn { .. }) => {
+                for data in [&b"1\tx\n\\N"[..], b"\t\\\x00\xff\"\n", b"\n\n"] {
+                    ok &= f.engine.copy_data(&mut f.session, data).await.is_ok();
+                }
+                ok &= f.engine.copy_done(&mut f.session).await.is_ok();
+            }
+            Ok(StatementResult::CopyOut { data, .. }) => {
+                ok &= data.try_collect::<Vec<_>>().await.is_ok();
+            }
             Err(error) => {
                 // Every error carries a SQLSTATE of five characters.
                 assert_eq!(error.class.sqlstate().len(), 5, "{sql}: {error}");
@@ -54,6 +64,16 @@ const ODD: &[&str] = &[
     "SELECT $99999999999",
     "SELECT * FROM t WHERE k = $1",
     "SELECT * FROM nope",
+    "COPY t FROM STDIN",
+    "COPY t (k, k) FROM STDIN WITH (FORMAT csv, HEADER)",
+    "COPY t FROM STDIN WITH (FORMAT binary)",
+    "COPY t FROM STDIN WITH (DELIMITER 'ab')",
+    "COPY t FROM '/etc/passwd'",
+    "COPY nope FROM STDIN",
+    "COPY t (nope) FROM STDIN",
+    "COPY t TO STDOUT WITH (FORMAT csv, HEADER, NULL 'x', QUOTE '''')",
+    "COPY (SELECT 1/0) TO STDOUT",
+    "COPY (SELECT 1) FROM STDIN",
     "SELECT nope FROM t",
     "SELECT t.nope.deeper FROM t",
     "SELECT count(*) FROM t GROUP BY 99",

@@ -15,6 +15,7 @@ use omendb_sql::datafusion::arrow::datatypes::Schema;
 use omendb_sql::datafusion::execution::SendableRecordBatchStream;
 use omendb_sql::{QueryHandler, SqlError, StatementResult, TransactionStatus};
 use pgwire::api::auth::StartupHandler;
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::Format;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::Response;
@@ -29,6 +30,7 @@ use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 use tokio::sync::Mutex;
 
+use super::copy::{send_copy_out, start_copy_in};
 use super::deallocate::{self, Deallocate};
 use super::errors::{error_response, wire_error};
 use super::extended::{Portal, Prepared};
@@ -59,6 +61,10 @@ impl<H: QueryHandler + 'static> PgWireServerHandlers for Connection<H> {
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.session.clone()
+    }
+
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
         self.session.clone()
     }
 
@@ -275,6 +281,19 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
                     // A failed stream ends the query string, as an error
                     // does in PostgreSQL.
                     if !send_rows(client, &schema, stream, tag).await? {
+                        break;
+                    }
+                }
+                Ok(StatementResult::CopyIn { columns }) => {
+                    // ReadyForQuery follows the COPY's end.
+                    return start_copy_in(client, columns, false).await;
+                }
+                Ok(StatementResult::CopyOut { columns, data }) => {
+                    if let Err(error) = send_copy_out(client, columns, data).await {
+                        let error = ErrorInfo::from(error).into();
+                        client
+                            .feed(PgWireBackendMessage::ErrorResponse(error))
+                            .await?;
                         break;
                     }
                 }

@@ -32,6 +32,7 @@ use pgwire::messages::extendedquery::{
 use pgwire::messages::response::{CommandComplete, EmptyQueryResponse};
 
 use super::connection::Session;
+use super::copy::{send_copy_out, start_copy_in};
 use super::deallocate;
 use super::errors::{user_error, wire_error};
 use super::params::{Param, bind_values, formats};
@@ -255,6 +256,14 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
                         )))
                         .await?;
                     return Ok(());
+                }
+                Some(Ok(StatementResult::CopyIn { columns })) => {
+                    portal.state = PortalState::Done { rows: false };
+                    return start_copy_in(client, columns, true).await;
+                }
+                Some(Ok(StatementResult::CopyOut { columns, data })) => {
+                    portal.state = PortalState::Done { rows: false };
+                    return send_copy_out(client, columns, data).await;
                 }
                 Some(Ok(StatementResult::Rows { stream, tag, .. })) => {
                     portal.state = PortalState::Rows(RowsLeft {

@@ -71,6 +71,20 @@ for i in (1, 2):
     got = conn.execute("SELECT name FROM m WHERE id = %s", [i], prepare=True).fetchone()
     check(got[0], rows[i - 1][1], "prepared")
 
+# COPY: rows written by psycopg (text format), then read back.
+with conn.cursor() as cur:
+    with cur.copy("COPY m (id, name, ok) FROM STDIN") as copy:
+        for i in range(10, 1010):
+            copy.write_row((i, f"row\t{i}", i % 2 == 0))
+    check(cur.rowcount, 1000, "COPY FROM rowcount")
+    with cur.copy("COPY (SELECT id, name, ok FROM m WHERE id >= 10 ORDER BY id) TO STDOUT") as copy:
+        copy.set_types(["int8", "text", "bool"])
+        got = list(copy.rows())
+    check(got[:2], [(10, "row\t10", True), (11, "row\t11", False)], "COPY TO rows")
+    check(len(got), 1000, "COPY TO count")
+    conn.execute("DELETE FROM m WHERE id >= 10")
+conn.commit()
+
 # Errors: their SQLSTATE class, and a failed block until ROLLBACK.
 try:
     conn.execute("INSERT INTO m (id) VALUES (%s)", [1])
