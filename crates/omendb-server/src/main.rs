@@ -40,6 +40,10 @@ struct ServeArgs {
     /// trusted until authentication is configurable.
     #[arg(long, default_value = "127.0.0.1:5433")]
     pg_listen: SocketAddr,
+    /// Most PostgreSQL connections open at once; more are refused
+    /// (53300, "too many clients").
+    #[arg(long, default_value_t = 100)]
+    max_connections: usize,
 }
 
 fn main() -> ExitCode {
@@ -81,7 +85,13 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
             address.ip(),
             address.port()
         ));
-        omendb_server::pg::serve(listener, engine.clone(), shutdown_signal()).await;
+        omendb_server::pg::serve(
+            listener,
+            engine.clone(),
+            args.max_connections,
+            shutdown_signal(),
+        )
+        .await;
         Ok::<(), String>(())
     })?;
     // Writes that reached the WAL are durable already; flushing the memtable

@@ -7,6 +7,7 @@
 //! (`params.rs`), SQL errors go out as ErrorResponses (`errors.rs`).
 
 mod binary;
+mod cancel;
 mod connection;
 mod copy;
 mod deallocate;
@@ -24,18 +25,24 @@ use std::time::Duration;
 use omendb_sql::QueryHandler;
 use tokio::net::TcpListener;
 
+use cancel::Registry;
 use connection::Connection;
 
 /// The pause after a failed accept.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
-/// Serves PostgreSQL clients on `listener` with `engine` until `shutdown`
-/// completes; then accepts no more connections (open ones end with the
-/// process).
-pub async fn serve<H>(listener: TcpListener, engine: Arc<H>, shutdown: impl Future<Output = ()>)
-where
+/// Serves PostgreSQL clients on `listener` with `engine`, at most
+/// `max_connections` at once, until `shutdown` completes; then accepts no
+/// more connections (open ones end with the process).
+pub async fn serve<H>(
+    listener: TcpListener,
+    engine: Arc<H>,
+    max_connections: usize,
+    shutdown: impl Future<Output = ()>,
+) where
     H: QueryHandler + 'static,
 {
+    let registry = Registry::new(max_connections);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
@@ -49,10 +56,16 @@ where
             tokio::time::sleep(ACCEPT_RETRY).await;
             continue;
         };
-        let handlers = Arc::new(Connection::new(engine.clone()));
+        let (open, within_limit) = registry.open();
+        let handlers = Arc::new(Connection::new(
+            engine.clone(),
+            registry.clone(),
+            within_limit,
+        ));
         tokio::spawn(async move {
             // A connection's protocol error ends that connection only.
             let _ = pgwire::tokio::process_socket(socket, None, handlers).await;
+            drop(open);
         });
     }
 }

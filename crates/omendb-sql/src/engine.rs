@@ -37,6 +37,7 @@ use crate::arith::IntegerArithmetic;
 use crate::copy::{self, Copy, CopyIn};
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::{Description, QueryHandler, StatementResult, TransactionStatus};
+use crate::interrupt::{Canceller, Interrupt, Interruptible, Watch};
 use crate::prepared::{FastRead, FastTarget, PlanCache, PreparedQuery};
 use crate::provider::{ReaderSlot, TxnSlot, range_text};
 use crate::schemas::{self, ROWS_SCHEMA, SEARCH_PATH_SCHEMA, StorageCatalog, TableName};
@@ -72,6 +73,10 @@ pub struct SqlSession {
     plans: PlanCache,
     /// A COPY FROM STDIN waiting for data.
     copy: Option<CopyIn>,
+    /// Set by a cancel request.
+    interrupt: Arc<Interrupt>,
+    /// The limits of the statements running now (their rows check them).
+    watch: Option<Watch>,
 }
 
 /// One statement to run.
@@ -619,6 +624,8 @@ impl QueryHandler for SqlEngine {
             stream_failed: Arc::new(AtomicBool::new(false)),
             plans: PlanCache::default(),
             copy: None,
+            interrupt: Arc::new(Interrupt::default()),
+            watch: None,
         }
     }
 
@@ -639,6 +646,11 @@ impl QueryHandler for SqlEngine {
         {
             session.status = TransactionStatus::Failed;
         }
+        let timeout = session.settings.lock().timeout("statement_timeout");
+        let watch = session.interrupt.start(timeout);
+        session.watch = Some(watch.clone());
+        // The fast path is a few synchronous reads: not worth a race (its
+        // rows, if a range, still check the watch).
         if session.status == TransactionStatus::Idle
             && let Some(prepared) = session.plans.get(sql)
             && let Some(result) = self.run_fast_autocommit(session, &prepared, params)
@@ -647,7 +659,14 @@ impl QueryHandler for SqlEngine {
         }
         // Boxed: the general path's future is large, and a caller moves
         // this one (the fast path's) on every call.
-        Box::pin(self.execute_statements(session, sql, params)).await
+        let work = Box::pin(self.execute_statements(session, sql, params));
+        match watch.run(work).await {
+            Ok(results) => results,
+            Err(stop) => {
+                interrupted(session);
+                vec![Err(stop.error())]
+            }
+        }
     }
 
     async fn describe(&self, session: &mut SqlSession, sql: &str) -> Result<Description> {
@@ -701,6 +720,10 @@ impl QueryHandler for SqlEngine {
         session.settings.lock().reported()
     }
 
+    fn canceller(&self, session: &SqlSession) -> Canceller {
+        Canceller(session.interrupt.clone())
+    }
+
     async fn copy_data(&self, session: &mut SqlSession, data: &[u8]) -> Result<()> {
         let (copy, ()) = self
             .copy_step(session, async |copy, session| {
@@ -731,6 +754,20 @@ impl QueryHandler for SqlEngine {
             ErrorClass::QueryCanceled,
             format!("COPY from stdin failed: {message}"),
         )
+    }
+}
+
+/// Puts `session` back in order after its statement was dropped midway:
+/// a statement of its own is rolled back, a block fails, a COPY ends.
+fn interrupted(session: &mut SqlSession) {
+    session.reader.set(None);
+    if let Some(copy) = session.copy.take() {
+        copy::abort(session, &copy);
+    }
+    if session.status == TransactionStatus::Idle {
+        session.txn.lock().take();
+    } else {
+        session.fail_block();
     }
 }
 
@@ -1209,6 +1246,11 @@ fn rows_result(
     schema: SchemaRef,
     stream: SendableRecordBatchStream,
 ) -> StatementResult {
+    // A cancel or the statement's timeout stops the rows.
+    let stream: SendableRecordBatchStream = match &session.watch {
+        Some(watch) => Box::pin(Interruptible::new(stream, watch.clone())),
+        None => stream,
+    };
     let out = schema.clone();
     let stream = stream.and_then(move |batch| {
         let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));

@@ -10,6 +10,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::stream::BoxStream;
 
 use crate::error::{Result, SqlError};
+use crate::interrupt::Canceller;
 
 /// What one statement produced.
 pub enum StatementResult {
@@ -141,6 +142,10 @@ pub trait QueryHandler: Send + Sync {
     /// The client gave up a COPY FROM STDIN with `message`: nothing of it
     /// is written; the error to report.
     fn copy_fail(&self, session: &mut Self::Session, message: &str) -> SqlError;
+
+    /// A handle that cancels the statement `session` is running, from
+    /// another task (a cancel request): it ends with 57014.
+    fn canceller(&self, session: &Self::Session) -> Canceller;
 
     /// The settings a client is told of (ParameterStatus) when it connects
     /// and again when one changes, with their values now.

@@ -98,6 +98,13 @@ impl Settings {
         Ok(self.values.get(name).map_or(default, String::as_str))
     }
 
+    /// The duration setting `name` (`statement_timeout`, ...); `None`
+    /// for 0, no limit.
+    pub(crate) fn timeout(&self, name: &str) -> Option<std::time::Duration> {
+        let ms = milliseconds(self.value(name).ok()?)?;
+        (ms > 0).then(|| std::time::Duration::from_millis(ms.unsigned_abs()))
+    }
+
     /// Sets `name` to `value` (its default when `None`), for the session
     /// or, with `local`, for the current block.
     pub(crate) fn set(&mut self, name: &str, value: Option<&str>, local: bool) -> Result<String> {

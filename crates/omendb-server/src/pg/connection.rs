@@ -15,6 +15,7 @@ use omendb_sql::datafusion::arrow::datatypes::Schema;
 use omendb_sql::datafusion::execution::SendableRecordBatchStream;
 use omendb_sql::{QueryHandler, SqlError, StatementResult, TransactionStatus};
 use pgwire::api::auth::StartupHandler;
+use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::Format;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
@@ -30,6 +31,7 @@ use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 use tokio::sync::Mutex;
 
+use super::cancel::{Registration, Registry};
 use super::copy::{send_copy_out, start_copy_in};
 use super::deallocate::{self, Deallocate};
 use super::errors::{error_response, wire_error};
@@ -39,19 +41,31 @@ use super::rows::{data_row, row_description};
 /// The handlers of one connection.
 pub(super) struct Connection<H: QueryHandler> {
     session: Arc<Session<H>>,
+    registry: Arc<Registry>,
 }
 
 impl<H: QueryHandler> Connection<H> {
-    pub(super) fn new(engine: Arc<H>) -> Connection<H> {
+    /// A connection of a server whose connections share `registry`;
+    /// refused at startup unless `within_limit`.
+    pub(super) fn new(
+        engine: Arc<H>,
+        registry: Arc<Registry>,
+        within_limit: bool,
+    ) -> Connection<H> {
         let state = Mutex::new(State {
             sql: engine.new_session(),
             statements: HashMap::new(),
             portals: HashMap::new(),
             reported: Vec::new(),
+            registration: None,
         });
-        Connection {
-            session: Arc::new(Session { engine, state }),
-        }
+        let session = Arc::new(Session {
+            engine,
+            state,
+            registry: registry.clone(),
+            within_limit,
+        });
+        Connection { session, registry }
     }
 }
 
@@ -66,6 +80,10 @@ impl<H: QueryHandler + 'static> PgWireServerHandlers for Connection<H> {
 
     fn copy_handler(&self) -> Arc<impl CopyHandler> {
         self.session.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.registry.clone()
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
@@ -125,6 +143,9 @@ where
 pub(super) struct Session<H: QueryHandler> {
     pub(super) engine: Arc<H>,
     pub(super) state: Mutex<State<H>>,
+    pub(super) registry: Arc<Registry>,
+    /// Whether the server's connection limit lets this one in.
+    pub(super) within_limit: bool,
 }
 
 /// What a connection holds between messages.
@@ -137,6 +158,8 @@ pub(super) struct State<H: QueryHandler> {
     pub(super) portals: HashMap<String, Portal>,
     /// The reported settings as the client was last told them.
     pub(super) reported: Vec<(&'static str, String)>,
+    /// Cancel requests reach the session while this is held.
+    pub(super) registration: Option<Registration>,
 }
 
 impl<H: QueryHandler> Session<H> {

@@ -127,6 +127,9 @@ impl<H: QueryHandler + 'static> StartupHandler for Session<H> {
         let PgWireFrontendMessage::Startup(startup) = message else {
             return Ok(());
         };
+        if !self.within_limit {
+            return Err(fatal("53300", "sorry, too many clients already".to_owned()));
+        }
         protocol_negotiation(client, &startup).await?;
         save_startup_parameters_to_metadata(client, &startup);
         let metadata = client.metadata().clone();
@@ -149,8 +152,10 @@ impl<H: QueryHandler + 'static> StartupHandler for Session<H> {
         }
         self.apply_settings(&metadata).await?;
         let (pid, secret) = KEYS.generate(client);
-        client.set_pid_and_secret_key(pid, secret);
+        client.set_pid_and_secret_key(pid, secret.clone());
         let mut state = self.state.lock().await;
+        let canceller = self.engine.canceller(&state.sql);
+        state.registration = Some(self.registry.register(pid, secret, canceller));
         state.reported = self.engine.reported_settings(&state.sql);
         let mut reported: Vec<(String, String)> = state
             .reported

@@ -18,9 +18,15 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(dir: &Path) -> Server {
+        Server::start_with(dir, &[])
+    }
+
+    /// Starts the server with `flags` besides the port and directory.
+    pub(crate) fn start_with(dir: &Path, flags: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_omendb"))
             .args(["serve", "--pg-listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
+            .args(flags)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
