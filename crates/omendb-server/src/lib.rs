@@ -1,16 +1,16 @@
 //! OmenDB's server: it puts the SQL engine in front of clients.
 //!
 //! ```text
-//!   psql / drivers (PostgreSQL wire)
-//!                 |
-//!   pg: connections, sessions, the simple query flow
-//!                 |
-//!   QueryHandler trait of omendb-sql
+//!   psql / drivers (PostgreSQL wire)      curl / apps (HTTP, JSON)
+//!                 |                                 |
+//!   pg: startup, simple and extended      http: POST /v1/sql,
+//!   queries, COPY, cancel                 /health, /ready
+//!                 |                                 |
+//!                 +---- QueryHandler trait of omendb-sql
 //! ```
 //!
 //! Protocol code calls the SQL handler trait and never reaches into
-//! storage; only the binary (`main.rs`) opens the database. Built so far:
-//! the PostgreSQL protocol's startup (trust) and simple query flow. HTTP,
-//! metrics, the extended protocol, COPY, authentication and TLS are to come.
+//! storage; only the binary (`main.rs`) opens the database.
 
+pub mod http;
 pub mod pg;

@@ -44,6 +44,11 @@ struct ServeArgs {
     /// (53300, "too many clients").
     #[arg(long, default_value_t = 100)]
     max_connections: usize,
+    /// Address of the HTTP API (`POST /v1/sql`, `GET /health`,
+    /// `GET /ready`). Port 0 takes any free port. Loopback only, as for
+    /// `--pg-listen`.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
 }
 
 fn main() -> ExitCode {
@@ -59,12 +64,13 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> Result<(), String> {
-    if !args.pg_listen.ip().is_loopback() {
-        return Err(format!(
-            "refusing to listen on {}: clients are trusted without a password, so only \
-             loopback addresses are allowed",
-            args.pg_listen
-        ));
+    for address in [args.pg_listen, args.http_listen] {
+        if !address.ip().is_loopback() {
+            return Err(format!(
+                "refusing to listen on {address}: clients are trusted without a password, so \
+                 only loopback addresses are allowed"
+            ));
+        }
     }
     let db = Database::open(&args.data_dir, Options::default())
         .map_err(|e| format!("opening {}: {e}", args.data_dir.display()))?;
@@ -77,21 +83,40 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         let address = listener
             .local_addr()
             .map_err(|e| format!("listening on {}: {e}", args.pg_listen))?;
+        let http = TcpListener::bind(args.http_listen)
+            .await
+            .and_then(|l| Ok((l.local_addr()?, l)))
+            .map_err(|e| format!("listening on {}: {e}", args.http_listen))?;
+        let (http_address, http) = http;
         say(&format!(
             "OmenDB {} serving {} for PostgreSQL clients on {address}\n\
-             connect with: psql -h {} -p {} -U omendb",
+             connect with: psql -h {} -p {} -U omendb\n\
+             HTTP API on http://{http_address} (POST /v1/sql, GET /health, GET /ready)",
             env!("CARGO_PKG_VERSION"),
             args.data_dir.display(),
             address.ip(),
             address.port()
         ));
-        omendb_server::pg::serve(
-            listener,
+        // One signal stops both servers.
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut http_stopped = stopped.clone();
+        let http = tokio::spawn(omendb_server::http::serve(
+            http,
             engine.clone(),
-            args.max_connections,
-            shutdown_signal(),
-        )
+            async move {
+                let _ = http_stopped.changed().await;
+            },
+        ));
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        let mut pg_stopped = stopped;
+        omendb_server::pg::serve(listener, engine.clone(), args.max_connections, async move {
+            let _ = pg_stopped.changed().await;
+        })
         .await;
+        let _ = http.await;
         Ok::<(), String>(())
     })?;
     // Writes that reached the WAL are durable already; flushing the memtable

@@ -28,6 +28,12 @@ use tokio::net::TcpListener;
 use cancel::Registry;
 use connection::Connection;
 
+/// The PostgreSQL name of the type an Arrow column of `ty` is sent as
+/// (`int4`, `text`, `timestamptz`).
+pub fn type_name(ty: &omendb_sql::datafusion::arrow::datatypes::DataType) -> String {
+    types::pg_type(ty).name().to_owned()
+}
+
 /// The pause after a failed accept.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 

@@ -12,6 +12,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 pub(crate) struct Server {
     child: Child,
     pub(crate) port: u16,
+    pub(crate) http_port: u16,
     /// Its standard output, kept open while it runs.
     _stdout: BufReader<ChildStdout>,
 }
@@ -24,7 +25,8 @@ impl Server {
     /// Starts the server with `flags` besides the port and directory.
     pub(crate) fn start_with(dir: &Path, flags: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_omendb"))
-            .args(["serve", "--pg-listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--pg-listen", "127.0.0.1:0"])
+            .args(["--http-listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(flags)
             .stdout(Stdio::piped())
@@ -34,15 +36,17 @@ impl Server {
         let mut first = String::new();
         stdout.read_line(&mut first).unwrap();
         // "OmenDB <version> serving <dir> for PostgreSQL clients on 127.0.0.1:<port>"
-        let port = first
-            .trim()
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {first:?}"));
+        let port = port_after(&first, "127.0.0.1:");
+        // "connect with: ...", then "HTTP API on http://127.0.0.1:<port> (...)"
+        let mut lines = String::new();
+        for _ in 0..2 {
+            stdout.read_line(&mut lines).unwrap();
+        }
+        let http_port = port_after(&lines, "http://127.0.0.1:");
         Server {
             child,
             port,
+            http_port,
             _stdout: stdout,
         }
     }
@@ -94,6 +98,15 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The port number that follows `prefix` in `text`.
+fn port_after(text: &str, prefix: &str) -> u16 {
+    let (_, rest) = text
+        .split_once(prefix)
+        .unwrap_or_else(|| panic!("no {prefix} in {text:?}"));
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap()
 }
 
 pub(crate) fn scratch(name: &str) -> PathBuf {
