@@ -3,7 +3,8 @@
 //! `Accept: application/vnd.apache.arrow.stream`, its rows as Arrow IPC);
 //! errors come back as `{"error": {"code", "message"}}` with a status that
 //! fits the SQLSTATE's class. `GET /health` says the process is up,
-//! `GET /ready` that the database is open and taking queries.
+//! `GET /ready` that the database is open and taking queries, `GET
+//! /metrics` gives every metric in Prometheus's text format.
 
 mod json;
 
@@ -21,7 +22,10 @@ use omendb_sql::datafusion::arrow::ipc::writer::StreamWriter;
 use omendb_sql::{QueryHandler, SqlError, StatementResult};
 use serde::Deserialize;
 use serde_json::{Value as Json, json};
+use std::time::Instant;
 use tokio::net::TcpListener;
+
+use crate::metrics::{Metrics, Protocol};
 
 use json::{column_types, params_for, rows_json};
 
@@ -36,10 +40,18 @@ struct SqlRequest {
     params: Vec<Json>,
 }
 
-/// Serves the HTTP API on `listener` with `engine` until `shutdown`.
+/// What the handlers share.
+struct Api<H> {
+    engine: Arc<H>,
+    metrics: Arc<Metrics>,
+}
+
+/// Serves the HTTP API on `listener` with `engine`, counting in (and
+/// exporting) `metrics`, until `shutdown`.
 pub async fn serve<H>(
     listener: TcpListener,
     engine: Arc<H>,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) where
     H: QueryHandler + 'static,
@@ -48,12 +60,20 @@ pub async fn serve<H>(
         .route("/v1/sql", post(run_sql::<H>))
         .route("/health", get(|| async { "ok\n" }))
         .route("/ready", get(|| async { "ready\n" }))
-        .with_state(engine);
+        .route("/metrics", get(metrics_text::<H>))
+        .with_state(Arc::new(Api { engine, metrics }));
     // Serving ends only with the shutdown or a listener failure, which
     // leaves nothing to answer.
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
+}
+
+/// `GET /metrics`: Prometheus's text format.
+async fn metrics_text<H: QueryHandler + 'static>(State(api): State<Arc<Api<H>>>) -> Response {
+    let text = api.metrics.render(&api.engine.storage_stats());
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
 /// An error response: the SQLSTATE and message, with a fitting status.
@@ -72,72 +92,84 @@ fn error_response(error: &SqlError) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn bad_request(message: impl Into<String>) -> Response {
-    let error = SqlError::new(omendb_sql::ErrorClass::SyntaxError, message);
-    error_response(&error)
+fn bad_request(message: impl Into<String>) -> SqlError {
+    SqlError::new(omendb_sql::ErrorClass::SyntaxError, message)
 }
 
 async fn run_sql<H: QueryHandler + 'static>(
-    State(engine): State<Arc<H>>,
+    State(api): State<Arc<Api<H>>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let request: SqlRequest = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(e) => {
-            return bad_request(format!(
-                "the body is not {{\"sql\": ..., \"params\": [...]}}: {e}"
-            ));
+    let started = Instant::now();
+    match sql_response(api.engine.as_ref(), &headers, &body).await {
+        Ok((response, tag)) => {
+            api.metrics
+                .statement(Protocol::Http, &tag, started.elapsed());
+            response
         }
-    };
+        Err(error) => {
+            api.metrics.error(error.sqlstate());
+            error_response(&error)
+        }
+    }
+}
+
+/// The answer to a `POST /v1/sql` and the command tag of what ran.
+async fn sql_response<H: QueryHandler>(
+    engine: &H,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Response, String), SqlError> {
+    let request: SqlRequest = serde_json::from_slice(body).map_err(|e| {
+        bad_request(format!(
+            "the body is not {{\"sql\": ..., \"params\": [...]}}: {e}"
+        ))
+    })?;
     let mut session = engine.new_session();
     let params = if request.params.is_empty() {
         Vec::new()
     } else {
-        let description = match engine.describe(&mut session, &request.sql).await {
-            Ok(description) => description,
-            Err(error) => return error_response(&error),
-        };
-        match params_for(&request.params, &description.params) {
-            Ok(params) => params,
-            Err(error) => return error_response(&error),
-        }
+        let description = engine.describe(&mut session, &request.sql).await?;
+        params_for(&request.params, &description.params)?
     };
     let mut results = engine.execute(&mut session, &request.sql, &params).await;
     // Each statement before the last ran to its end (or failed: then it
     // is the last).
     let Some(last) = results.pop() else {
-        return axum::Json(json!({"columns": [], "rows": [], "command": ""})).into_response();
+        let body = json!({"columns": [], "rows": [], "command": ""});
+        return Ok((axum::Json(body).into_response(), String::new()));
     };
     let arrow = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains(ARROW_STREAM));
-    match last {
-        Err(error) => error_response(&error),
-        Ok(StatementResult::Command { tag }) => {
-            axum::Json(json!({"columns": [], "rows": [], "command": tag})).into_response()
+    match last? {
+        StatementResult::Command { tag } => {
+            let body = json!({"columns": [], "rows": [], "command": tag});
+            Ok((axum::Json(body).into_response(), tag))
         }
-        Ok(StatementResult::Rows {
+        StatementResult::Rows {
             schema,
             stream,
             tag,
-        }) => {
-            let batches: Vec<_> = match stream.try_collect().await {
-                Ok(batches) => batches,
-                Err(error) => return error_response(&SqlError::from(error)),
-            };
+        } => {
+            let batches: Vec<_> = stream.try_collect().await.map_err(SqlError::from)?;
+            let rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
+            let tag = tag.unwrap_or_else(|| format!("SELECT {rows}"));
             if arrow {
-                return arrow_response(&schema, &batches);
+                return Ok((arrow_response(&schema, &batches)?, tag));
             }
-            let rows = rows_json(&batches);
-            let command = tag.unwrap_or_else(|| format!("SELECT {}", rows.len()));
-            let body = json!({"columns": column_types(&schema), "rows": rows, "command": command});
-            axum::Json(body).into_response()
+            let body = json!({
+                "columns": column_types(&schema),
+                "rows": rows_json(&batches),
+                "command": tag,
+            });
+            Ok((axum::Json(body).into_response(), tag))
         }
-        Ok(StatementResult::CopyIn { .. } | StatementResult::CopyOut { .. }) => {
-            bad_request("COPY is served over the PostgreSQL protocol, not HTTP")
-        }
+        StatementResult::CopyIn { .. } | StatementResult::CopyOut { .. } => Err(bad_request(
+            "COPY is served over the PostgreSQL protocol, not HTTP",
+        )),
     }
 }
 
@@ -145,16 +177,15 @@ async fn run_sql<H: QueryHandler + 'static>(
 fn arrow_response(
     schema: &omendb_sql::datafusion::arrow::datatypes::SchemaRef,
     batches: &[omendb_sql::datafusion::arrow::record_batch::RecordBatch],
-) -> Response {
+) -> Result<Response, SqlError> {
     let mut bytes = Vec::new();
-    let written = StreamWriter::try_new(&mut bytes, schema).and_then(|mut writer| {
-        for batch in batches {
-            writer.write(batch)?;
-        }
-        writer.finish()
-    });
-    if let Err(e) = written {
-        return error_response(&SqlError::internal(format!("encoding Arrow IPC: {e}")));
-    }
-    ([(header::CONTENT_TYPE, ARROW_STREAM)], Body::from(bytes)).into_response()
+    StreamWriter::try_new(&mut bytes, schema)
+        .and_then(|mut writer| {
+            for batch in batches {
+                writer.write(batch)?;
+            }
+            writer.finish()
+        })
+        .map_err(|e| SqlError::internal(format!("encoding Arrow IPC: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, ARROW_STREAM)], Body::from(bytes)).into_response())
 }

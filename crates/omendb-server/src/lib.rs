@@ -4,7 +4,7 @@
 //!   psql / drivers (PostgreSQL wire)      curl / apps (HTTP, JSON)
 //!                 |                                 |
 //!   pg: startup, simple and extended      http: POST /v1/sql,
-//!   queries, COPY, cancel                 /health, /ready
+//!   queries, COPY, cancel                 /health, /ready, /metrics
 //!                 |                                 |
 //!                 +---- QueryHandler trait of omendb-sql
 //! ```
@@ -13,4 +13,5 @@
 //! storage; only the binary (`main.rs`) opens the database.
 
 pub mod http;
+pub mod metrics;
 pub mod pg;

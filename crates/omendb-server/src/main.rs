@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use omendb_server::metrics::Metrics;
 use omendb_sql::SqlEngine;
 use omendb_storage::{Database, Options};
 use tokio::net::TcpListener;
@@ -91,7 +92,7 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         say(&format!(
             "OmenDB {} serving {} for PostgreSQL clients on {address}\n\
              connect with: psql -h {} -p {} -U omendb\n\
-             HTTP API on http://{http_address} (POST /v1/sql, GET /health, GET /ready)",
+             HTTP API on http://{http_address} (POST /v1/sql, GET /health, /ready, /metrics)",
             env!("CARGO_PKG_VERSION"),
             args.data_dir.display(),
             address.ip(),
@@ -100,21 +101,31 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         // One signal stops both servers.
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut http_stopped = stopped.clone();
+        let metrics = Arc::new(Metrics::default());
+        let http_stop = async move {
+            let _ = http_stopped.changed().await;
+        };
         let http = tokio::spawn(omendb_server::http::serve(
             http,
             engine.clone(),
-            async move {
-                let _ = http_stopped.changed().await;
-            },
+            metrics.clone(),
+            http_stop,
         ));
         tokio::spawn(async move {
             shutdown_signal().await;
             let _ = stop.send(true);
         });
         let mut pg_stopped = stopped;
-        omendb_server::pg::serve(listener, engine.clone(), args.max_connections, async move {
+        let pg_stop = async move {
             let _ = pg_stopped.changed().await;
-        })
+        };
+        omendb_server::pg::serve(
+            listener,
+            engine.clone(),
+            args.max_connections,
+            metrics,
+            pg_stop,
+        )
         .await;
         let _ = http.await;
         Ok::<(), String>(())

@@ -25,6 +25,7 @@ use std::time::Duration;
 use omendb_sql::QueryHandler;
 use tokio::net::TcpListener;
 
+use crate::metrics::Metrics;
 use cancel::Registry;
 use connection::Connection;
 
@@ -38,17 +39,19 @@ pub fn type_name(ty: &omendb_sql::datafusion::arrow::datatypes::DataType) -> Str
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// Serves PostgreSQL clients on `listener` with `engine`, at most
-/// `max_connections` at once, until `shutdown` completes; then accepts no
+/// `max_connections` at once, counting in `metrics`, until `shutdown`
+/// completes; then accepts no
 /// more connections (open ones end with the process).
 pub async fn serve<H>(
     listener: TcpListener,
     engine: Arc<H>,
     max_connections: usize,
+    metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()>,
 ) where
     H: QueryHandler + 'static,
 {
-    let registry = Registry::new(max_connections);
+    let registry = Registry::new(max_connections, metrics);
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {

@@ -117,6 +117,32 @@ fn http_runs_sql_with_parameters_and_reports_errors() {
     assert_eq!(status, 200);
     assert_eq!(&body[..4], &[0xff, 0xff, 0xff, 0xff]);
     assert!(body.windows(6).any(|w| w == b"device"));
+
+    // Metrics count what ran above, by protocol and kind, and the errors
+    // by class; storage's counters too.
+    let (out, err, ok) = server.psql(&["SELECT 1", "SELECT * FROM nope"]);
+    assert!(out == "1\n" && !ok, "{out} {err}");
+    let (status, body) = curl(&server, "/metrics", None, &[]);
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    for line in [
+        r#"omendb_statement_duration_seconds_count{protocol="http",kind="insert"} 1"#,
+        r#"omendb_statement_duration_seconds_count{protocol="http",kind="select"} 2"#,
+        r#"omendb_statement_duration_seconds_count{protocol="http",kind="ddl"} 1"#,
+        r#"omendb_statement_duration_seconds_count{protocol="pg",kind="select"} 1"#,
+        r#"omendb_errors_total{class="22"} 2"#,
+        r#"omendb_errors_total{class="23"} 1"#,
+        r#"omendb_errors_total{class="42"} 4"#,
+        "omendb_rows_written_total 2",
+        "omendb_segments 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("omendb_wal_fsync_duration_seconds_count ")),
+        "{text}"
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

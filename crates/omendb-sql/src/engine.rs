@@ -720,6 +720,10 @@ impl QueryHandler for SqlEngine {
         session.settings.lock().reported()
     }
 
+    fn storage_stats(&self) -> omendb_storage::StorageStats {
+        self.db.stats()
+    }
+
     fn canceller(&self, session: &SqlSession) -> Canceller {
         Canceller(session.interrupt.clone())
     }

@@ -11,6 +11,7 @@ use futures::stream::BoxStream;
 
 use crate::error::{Result, SqlError};
 use crate::interrupt::Canceller;
+use omendb_storage::StorageStats;
 
 /// What one statement produced.
 pub enum StatementResult {
@@ -146,6 +147,9 @@ pub trait QueryHandler: Send + Sync {
     /// A handle that cancels the statement `session` is running, from
     /// another task (a cancel request): it ends with 57014.
     fn canceller(&self, session: &Self::Session) -> Canceller;
+
+    /// The storage engine's metrics now (for monitoring).
+    fn storage_stats(&self) -> StorageStats;
 
     /// The settings a client is told of (ParameterStatus) when it connects
     /// and again when one changes, with their values now.

@@ -22,6 +22,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::metrics::{Counters, StorageStats};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -167,6 +169,7 @@ pub(crate) struct Engine {
     pins: Mutex<HashMap<u64, usize>>,
     /// Wakes the background worker.
     signal: Arc<Signal>,
+    counters: Counters,
 }
 
 #[derive(Debug)]
@@ -293,6 +296,25 @@ impl Database {
     pub fn segment_count(&self, table: TableId) -> usize {
         self.engine.view().segments(table).len()
     }
+
+    /// The engine's metrics now.
+    pub fn stats(&self) -> StorageStats {
+        let engine = &self.engine;
+        let view = engine.view();
+        let memtable_bytes = std::iter::once(&view.memtable)
+            .chain(view.frozen.iter().map(|(m, _)| m))
+            .map(|m| m.size_bytes() as u64)
+            .sum();
+        let counters = &engine.counters;
+        StorageStats {
+            wal_fsync: engine.wal.fsyncs.snapshot(),
+            rows_written: counters.rows_written.load(Ordering::Relaxed),
+            flushes: counters.flushes.load(Ordering::Relaxed),
+            compactions: counters.compactions.load(Ordering::Relaxed),
+            memtable_bytes,
+            segments: view.segments.values().map(|s| s.len() as u64).sum(),
+        }
+    }
 }
 
 impl Engine {
@@ -368,6 +390,7 @@ impl Engine {
             snapshots: Mutex::new(BTreeMap::new()),
             pins: Mutex::new(HashMap::new()),
             signal: Arc::new(Signal::default()),
+            counters: Counters::default(),
         })
     }
 
@@ -551,6 +574,9 @@ impl Engine {
         }
         self.clock.finish(ts);
         self.clock.wait_visible(ts);
+        self.counters
+            .rows_written
+            .fetch_add(writes.len() as u64, Ordering::Relaxed);
         if memtable.size_bytes() >= self.options.memtable_bytes {
             lock(&self.signal.state).flush = true;
             self.signal.wake.notify_all();
@@ -787,6 +813,7 @@ impl Engine {
             segment.mark_obsolete();
         }
         drop(manifest);
+        self.counters.flushes.fetch_add(1, Ordering::Relaxed);
         self.retire_dropped();
         self.wal.remove_files_before(seal.wal_file)
     }
@@ -917,6 +944,7 @@ impl Engine {
             }
         });
         run.iter().for_each(|s| s.mark_obsolete());
+        self.counters.compactions.fetch_add(1, Ordering::Relaxed);
         Ok(true)
     }
 

@@ -27,6 +27,7 @@ mod index;
 mod io;
 mod manifest;
 mod memtable;
+mod metrics;
 mod scan;
 mod segment;
 #[cfg(test)]
@@ -43,6 +44,7 @@ pub use db::{Database, Options};
 pub use error::{ErrorKind, Result, StorageError};
 pub use io::fault::{CrashMode, Fault, FaultFs, Op as FaultOp};
 pub use io::{FileSystem, OsFs, ReadFile, WriteFile};
+pub use metrics::{Histogram, HistogramSnapshot, LATENCY_BUCKETS, StorageStats};
 pub use scan::{BatchScan, CmpOp, KEY_COLUMN, KeyRange, Predicate, RowScan, ScanRequest};
 pub use txn::{Isolation, Row, Transaction, TxnReader};
 pub use types::{

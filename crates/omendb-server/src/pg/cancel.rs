@@ -5,7 +5,7 @@
 //! limit are refused at startup with 53300, as PostgreSQL refuses them.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -14,19 +14,22 @@ use pgwire::api::cancel::CancelHandler;
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::startup::SecretKey;
 
+use crate::metrics::Metrics;
+
 /// What the connections of one server share.
 #[derive(Debug)]
 pub(super) struct Registry {
     cancellers: Mutex<HashMap<i32, (SecretKey, Canceller)>>,
-    open: AtomicUsize,
+    /// Counts the open connections (and the statements they run).
+    pub(super) metrics: Arc<Metrics>,
     max_connections: usize,
 }
 
 impl Registry {
-    pub(super) fn new(max_connections: usize) -> Arc<Registry> {
+    pub(super) fn new(max_connections: usize, metrics: Arc<Metrics>) -> Arc<Registry> {
         Arc::new(Registry {
             cancellers: Mutex::new(HashMap::new()),
-            open: AtomicUsize::new(0),
+            metrics,
             max_connections,
         })
     }
@@ -34,8 +37,9 @@ impl Registry {
     /// Counts a connection open until the guard drops; whether it is
     /// within the limit.
     pub(super) fn open(self: &Arc<Self>) -> (OpenGuard, bool) {
-        let open = self.open.fetch_add(1, Ordering::SeqCst) + 1;
-        (OpenGuard(self.clone()), open <= self.max_connections)
+        let open = self.metrics.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        let within = usize::try_from(open).is_ok_and(|open| open <= self.max_connections);
+        (OpenGuard(self.clone()), within)
     }
 
     /// Lets cancel requests with `pid` and `secret` reach `canceller`
@@ -67,7 +71,7 @@ pub(super) struct OpenGuard(Arc<Registry>);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
+        self.0.metrics.connections.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -29,7 +29,10 @@ use pgwire::messages::response::{
 };
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
+use std::time::Instant;
 use tokio::sync::Mutex;
+
+use crate::metrics::{Metrics, Protocol};
 
 use super::cancel::{Registration, Registry};
 use super::copy::{send_copy_out, start_copy_in};
@@ -92,14 +95,14 @@ impl<H: QueryHandler + 'static> PgWireServerHandlers for Connection<H> {
 }
 
 /// Sends a statement's rows: their description, each row, then the command
-/// tag (`SELECT n` for a query), or an ErrorResponse if the stream fails
-/// (then false).
+/// tag (`SELECT n` for a query, returned), or an ErrorResponse if the
+/// stream fails (its error returned).
 async fn send_rows<C>(
     client: &mut C,
     schema: &Schema,
     mut stream: SendableRecordBatchStream,
     tag: Option<String>,
-) -> PgWireResult<bool>
+) -> PgWireResult<Result<String, SqlError>>
 where
     C: Sink<PgWireBackendMessage> + Unpin,
     PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
@@ -115,11 +118,11 @@ where
         let batch = match batch {
             Ok(batch) => batch,
             Err(error) => {
-                let error = error_response(&SqlError::from(error));
+                let error = SqlError::from(error);
                 client
-                    .feed(PgWireBackendMessage::ErrorResponse(error))
+                    .feed(PgWireBackendMessage::ErrorResponse(error_response(&error)))
                     .await?;
-                return Ok(false);
+                return Ok(Err(error));
             }
         };
         rows += batch.num_rows();
@@ -131,10 +134,10 @@ where
     let tag = tag.unwrap_or_else(|| format!("SELECT {rows}"));
     client
         .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
-            tag,
+            tag.clone(),
         )))
         .await?;
-    Ok(true)
+    Ok(Ok(tag))
 }
 
 /// A connection's session. Messages of one connection arrive one at a
@@ -174,6 +177,10 @@ impl<H: QueryHandler> Session<H> {
 }
 
 impl<H: QueryHandler> Session<H> {
+    pub(super) fn metrics(&self) -> &Metrics {
+        &self.registry.metrics
+    }
+
     /// Ends a simple Query or an extended-protocol Sync: ReadyForQuery
     /// with the session's status (a portal ends with its transaction).
     pub(super) async fn ready_for_query<C>(
@@ -278,6 +285,7 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
             client.feed(message).await?;
             return self.ready_for_query(client, &mut state).await;
         }
+        let mut started = Instant::now();
         let results = self.engine.execute(&mut state.sql, &query.query, &[]).await;
         if results.is_empty() {
             client
@@ -290,6 +298,8 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
             match result {
                 Ok(StatementResult::Command { tag }) => {
                     self.report_changes(client, &mut state, &tag).await?;
+                    self.metrics()
+                        .statement(Protocol::Pg, &tag, started.elapsed());
                     client
                         .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
                             tag,
@@ -303,8 +313,14 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
                 }) => {
                     // A failed stream ends the query string, as an error
                     // does in PostgreSQL.
-                    if !send_rows(client, &schema, stream, tag).await? {
-                        break;
+                    match send_rows(client, &schema, stream, tag).await? {
+                        Ok(tag) => self
+                            .metrics()
+                            .statement(Protocol::Pg, &tag, started.elapsed()),
+                        Err(error) => {
+                            self.metrics().error(error.sqlstate());
+                            break;
+                        }
                     }
                 }
                 Ok(StatementResult::CopyIn { columns }) => {
@@ -321,11 +337,13 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
                     }
                 }
                 Err(error) => {
+                    self.metrics().error(error.sqlstate());
                     client
                         .feed(PgWireBackendMessage::ErrorResponse(error_response(&error)))
                         .await?;
                 }
             }
+            started = Instant::now();
         }
         self.ready_for_query(client, &mut state).await
     }

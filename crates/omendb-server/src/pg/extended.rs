@@ -31,12 +31,15 @@ use pgwire::messages::extendedquery::{
 };
 use pgwire::messages::response::{CommandComplete, EmptyQueryResponse};
 
+use std::time::Instant;
+
 use super::connection::Session;
 use super::copy::{send_copy_out, start_copy_in};
 use super::deallocate;
 use super::errors::{user_error, wire_error};
 use super::params::{Param, bind_values, formats};
 use super::rows::{data_row, row_description};
+use crate::metrics::Protocol;
 
 /// A statement prepared by Parse.
 #[derive(Debug)]
@@ -209,6 +212,7 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
         let name = name_of(message.name);
         // 0 (or less) asks for every row.
         let limit = usize::try_from(message.max_rows).ok().filter(|&n| n > 0);
+        let started = Instant::now();
         let mut guard = self.state.lock().await;
         let state = &mut *guard;
         let portal = state
@@ -245,10 +249,13 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
                 }
                 Some(Err(error)) => {
                     portal.state = PortalState::Done { rows: false };
+                    self.metrics().error(error.sqlstate());
                     return Err(user_error(&error));
                 }
                 Some(Ok(StatementResult::Command { tag })) => {
                     portal.state = PortalState::Done { rows: false };
+                    self.metrics()
+                        .statement(Protocol::Pg, &tag, started.elapsed());
                     self.report_changes(client, state, &tag).await?;
                     client
                         .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
@@ -277,8 +284,21 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
         match &mut portal.state {
             PortalState::Rows(rows) => {
                 let sent = send_rows(client, rows, &portal.formats, limit).await;
-                if !matches!(sent, Ok(true)) {
-                    portal.state = PortalState::Done { rows: true };
+                match &sent {
+                    // Suspended: more rows to come.
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let tag = rows.tag.as_deref().unwrap_or("SELECT");
+                        self.metrics()
+                            .statement(Protocol::Pg, tag, started.elapsed());
+                        portal.state = PortalState::Done { rows: true };
+                    }
+                    Err(error) => {
+                        if let PgWireError::UserError(info) = error {
+                            self.metrics().error(&info.code);
+                        }
+                        portal.state = PortalState::Done { rows: true };
+                    }
                 }
                 sent.map(|_| ())
             }

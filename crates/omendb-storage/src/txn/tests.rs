@@ -905,3 +905,31 @@ fn batch_scans_of_one_settled_segment_return_exactly_their_range() {
         }
     }
 }
+
+#[test]
+fn stats_count_fsyncs_rows_flushes_compactions_and_segments() {
+    let (_fs, db) = setup();
+    let before = db.stats();
+    for batch in 0..3 {
+        let mut txn = db.begin(Isolation::ReadCommitted);
+        for k in 0..10 {
+            txn.insert("kv", row(batch * 10 + k, "v")).unwrap();
+        }
+        txn.commit().unwrap();
+        db.flush().unwrap();
+    }
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let key = txn.key("kv", &[Value::Int64(0)]).unwrap();
+    assert!(txn.delete("kv", &key).unwrap());
+    txn.commit().unwrap();
+    let stats = db.stats();
+    assert_eq!(stats.rows_written - before.rows_written, 31);
+    assert_eq!(stats.wal_fsync.count - before.wal_fsync.count, 4);
+    assert_eq!(stats.flushes - before.flushes, 3);
+    assert_eq!(stats.segments, 3);
+    assert!(stats.memtable_bytes > 0, "the delete is in the memtable");
+    db.compact().unwrap();
+    let stats = db.stats();
+    assert!(stats.compactions > before.compactions);
+    assert!(stats.segments < 3, "{stats:?}");
+}

@@ -15,10 +15,12 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 use super::{FRAME_LEN, HEADER_LEN, Lsn, MAX_RECORD, file_path, frame, header};
 use crate::error::{Result, StorageError};
 use crate::io::{FileSystem, WriteFile};
+use crate::metrics::Histogram;
 
 /// Where an appended record ends, and the epoch it was appended in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +36,8 @@ pub(crate) struct Wal {
     dir: PathBuf,
     inner: Mutex<Inner>,
     flushed: Condvar,
+    /// How long each group commit's write and fsync took.
+    pub(crate) fsyncs: Histogram,
 }
 
 #[derive(Debug)]
@@ -130,6 +134,7 @@ impl Wal {
             dir,
             inner: Mutex::new(inner),
             flushed: Condvar::new(),
+            fsyncs: Histogram::default(),
         }
     }
 
@@ -200,7 +205,9 @@ impl Wal {
         let target = inner.appended;
         drop(inner);
 
+        let started = Instant::now();
         let result = file.write_all(&batch).and_then(|()| file.sync());
+        self.fsyncs.observe(started.elapsed());
 
         let mut inner = lock(&self.inner);
         inner.flushing = false;
