@@ -103,9 +103,9 @@ async fn run_sql<H: QueryHandler + 'static>(
 ) -> Response {
     let started = Instant::now();
     match sql_response(api.engine.as_ref(), &headers, &body).await {
-        Ok((response, tag)) => {
+        Ok((response, tag, sql)) => {
             api.metrics
-                .statement(Protocol::Http, &tag, started.elapsed());
+                .statement(Protocol::Http, &sql, &tag, started.elapsed());
             response
         }
         Err(error) => {
@@ -115,12 +115,13 @@ async fn run_sql<H: QueryHandler + 'static>(
     }
 }
 
-/// The answer to a `POST /v1/sql` and the command tag of what ran.
+/// The answer to a `POST /v1/sql`, the command tag of what ran, and its
+/// SQL.
 async fn sql_response<H: QueryHandler>(
     engine: &H,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(Response, String), SqlError> {
+) -> Result<(Response, String, String), SqlError> {
     let request: SqlRequest = serde_json::from_slice(body).map_err(|e| {
         bad_request(format!(
             "the body is not {{\"sql\": ..., \"params\": [...]}}: {e}"
@@ -138,7 +139,7 @@ async fn sql_response<H: QueryHandler>(
     // is the last).
     let Some(last) = results.pop() else {
         let body = json!({"columns": [], "rows": [], "command": ""});
-        return Ok((axum::Json(body).into_response(), String::new()));
+        return Ok((axum::Json(body).into_response(), String::new(), request.sql));
     };
     let arrow = headers
         .get(header::ACCEPT)
@@ -147,7 +148,7 @@ async fn sql_response<H: QueryHandler>(
     match last? {
         StatementResult::Command { tag } => {
             let body = json!({"columns": [], "rows": [], "command": tag});
-            Ok((axum::Json(body).into_response(), tag))
+            Ok((axum::Json(body).into_response(), tag, request.sql))
         }
         StatementResult::Rows {
             schema,
@@ -158,14 +159,14 @@ async fn sql_response<H: QueryHandler>(
             let rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
             let tag = tag.unwrap_or_else(|| format!("SELECT {rows}"));
             if arrow {
-                return Ok((arrow_response(&schema, &batches)?, tag));
+                return Ok((arrow_response(&schema, &batches)?, tag, request.sql));
             }
             let body = json!({
                 "columns": column_types(&schema),
                 "rows": rows_json(&batches),
                 "command": tag,
             });
-            Ok((axum::Json(body).into_response(), tag))
+            Ok((axum::Json(body).into_response(), tag, request.sql))
         }
         StatementResult::CopyIn { .. } | StatementResult::CopyOut { .. } => Err(bad_request(
             "COPY is served over the PostgreSQL protocol, not HTTP",

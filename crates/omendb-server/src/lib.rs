@@ -12,6 +12,7 @@
 //! Protocol code calls the SQL handler trait and never reaches into
 //! storage; only the binary (`main.rs`) opens the database.
 
+pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod pg;

@@ -1,17 +1,22 @@
 //! The `omendb` binary. `omendb serve` opens the database in a directory
-//! and serves PostgreSQL clients until SIGINT or SIGTERM.
+//! and serves PostgreSQL and HTTP clients until SIGINT or SIGTERM; it logs
+//! to standard error and tells the user where it listens on standard
+//! output.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use omendb_server::config::{Config, LogFormat, Settings};
 use omendb_server::metrics::Metrics;
 use omendb_sql::SqlEngine;
 use omendb_storage::{Database, Options};
+use std::time::Instant;
 use tokio::net::TcpListener;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,29 +38,30 @@ enum Command {
 
 #[derive(clap::Args, Debug)]
 struct ServeArgs {
-    /// Directory holding the database; created if missing.
-    #[arg(long, default_value = "./omendb-data")]
-    data_dir: PathBuf,
-    /// Address for PostgreSQL clients (psql, drivers). Port 0 takes any
-    /// free port; the address taken is printed. Loopback only: clients are
-    /// trusted until authentication is configurable.
-    #[arg(long, default_value = "127.0.0.1:5433")]
-    pg_listen: SocketAddr,
-    /// Most PostgreSQL connections open at once; more are refused
-    /// (53300, "too many clients").
-    #[arg(long, default_value_t = 100)]
-    max_connections: usize,
-    /// Address of the HTTP API (`POST /v1/sql`, `GET /health`,
-    /// `GET /ready`). Port 0 takes any free port. Loopback only, as for
-    /// `--pg-listen`.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    http_listen: SocketAddr,
+    /// A TOML file of the settings below, by their names with `_`
+    /// (`data_dir = "..."`, `pg_listen = "127.0.0.1:5433"`); flags win.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let Command::Serve(args) = cli.command;
-    match serve(&args) {
+    let file = match &args.config {
+        Some(path) => match Settings::from_file(path) {
+            Ok(settings) => settings,
+            Err(message) => {
+                eprintln!("omendb: {message}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Settings::default(),
+    };
+    let config = args.settings.resolve(file);
+    start_logging(config.log_format);
+    match serve(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("omendb: {message}");
@@ -64,7 +70,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: &ServeArgs) -> Result<(), String> {
+/// Log lines go to standard error, as `format` says; `RUST_LOG` filters
+/// them (default: info).
+fn start_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+fn serve(args: &Config) -> Result<(), String> {
     for address in [args.pg_listen, args.http_listen] {
         if !address.ip().is_loopback() {
             return Err(format!(
@@ -73,8 +92,11 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
             ));
         }
     }
+    let started = Instant::now();
+    info!(data_dir = %args.data_dir.display(), "opening the database (recovering from the WAL)");
     let db = Database::open(&args.data_dir, Options::default())
         .map_err(|e| format!("opening {}: {e}", args.data_dir.display()))?;
+    info!(seconds = started.elapsed().as_secs_f64(), "database open");
     let engine = Arc::new(SqlEngine::new(db));
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting: {e}"))?;
     runtime.block_on(async {
@@ -101,7 +123,8 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         // One signal stops both servers.
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut http_stopped = stopped.clone();
-        let metrics = Arc::new(Metrics::default());
+        info!(pg = %address, http = %http_address, "serving");
+        let metrics = Arc::new(Metrics::new(args.slow_query));
         let http_stop = async move {
             let _ = http_stopped.changed().await;
         };
@@ -130,6 +153,7 @@ fn serve(args: &ServeArgs) -> Result<(), String> {
         let _ = http.await;
         Ok::<(), String>(())
     })?;
+    info!("stopping: flushing the memtable");
     // Writes that reached the WAL are durable already; flushing the memtable
     // shortens the next start's recovery.
     engine

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use omendb_storage::{Histogram, HistogramSnapshot, LATENCY_BUCKETS, StorageStats};
+use tracing::warn;
 
 /// The protocols statements arrive by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +21,15 @@ pub enum Protocol {
 }
 
 const PROTOCOLS: [(Protocol, &str); 2] = [(Protocol::Pg, "pg"), (Protocol::Http, "http")];
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Pg => "pg",
+            Protocol::Http => "http",
+        }
+    }
+}
 
 /// Statement kinds, by the first word of their command tag.
 const KINDS: [&str; 8] = [
@@ -47,9 +57,11 @@ pub fn kind_of(tag: &str) -> &'static str {
     }
 }
 
-/// What the server counts.
+/// What the server counts; statements slower than `slow_query` are also
+/// logged.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    slow_query: Option<Duration>,
     /// One histogram per protocol and kind, in `PROTOCOLS` x `KINDS` order.
     statements: [Histogram; 16],
     /// Failed statements by SQLSTATE class (its first two characters).
@@ -58,9 +70,32 @@ pub struct Metrics {
     pub(crate) connections: AtomicI64,
 }
 
+/// The most of a slow statement's SQL a log line shows.
+const LOGGED_SQL: usize = 2_000;
+
 impl Metrics {
-    /// A statement of the command tag `tag` took `elapsed`.
-    pub fn statement(&self, protocol: Protocol, tag: &str, elapsed: Duration) {
+    /// Metrics that log statements taking `slow_query` or longer.
+    pub fn new(slow_query: Option<Duration>) -> Metrics {
+        Metrics {
+            slow_query,
+            ..Metrics::default()
+        }
+    }
+
+    /// A statement of `sql` whose command tag is `tag` took `elapsed`.
+    pub fn statement(&self, protocol: Protocol, sql: &str, tag: &str, elapsed: Duration) {
+        if self.slow_query.is_some_and(|slow| elapsed >= slow) {
+            let end = (0..=LOGGED_SQL.min(sql.len()))
+                .rev()
+                .find(|&i| sql.is_char_boundary(i))
+                .unwrap_or(0);
+            warn!(
+                protocol = protocol.name(),
+                ms = elapsed.as_millis() as u64,
+                sql = &sql[..end],
+                "slow statement"
+            );
+        }
         let kind = kind_of(tag);
         let p = PROTOCOLS
             .iter()
@@ -211,9 +246,9 @@ mod tests {
     #[test]
     fn statements_land_in_their_protocol_and_kind_and_render_as_prometheus_text() {
         let metrics = Metrics::default();
-        metrics.statement(Protocol::Pg, "SELECT 3", Duration::from_micros(50));
-        metrics.statement(Protocol::Http, "INSERT 0 1", Duration::from_millis(2));
-        metrics.statement(Protocol::Pg, "CREATE TABLE", Duration::from_millis(2));
+        metrics.statement(Protocol::Pg, "", "SELECT 3", Duration::from_micros(50));
+        metrics.statement(Protocol::Http, "", "INSERT 0 1", Duration::from_millis(2));
+        metrics.statement(Protocol::Pg, "", "CREATE TABLE", Duration::from_millis(2));
         metrics.error("23505");
         metrics.error("23502");
         let text = metrics.render(&StorageStats {

@@ -94,3 +94,36 @@ fn a_non_loopback_address_is_refused_without_authentication() {
     assert!(stderr.contains("refusing to listen on 0.0.0.0"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_config_file_sets_json_logs_and_the_slow_statement_threshold() {
+    let dir = scratch("config");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("omendb.toml");
+    std::fs::write(&config, "log_format = \"json\"\nslow_query_ms = 1\n").unwrap();
+    let log_path = dir.join("log.jsonl");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let server = Server::start_logging(
+        &dir.join("data"),
+        &["--config", config.to_str().unwrap()],
+        log.into(),
+    );
+    let slow = "SELECT count(*) FROM generate_series(1, 3000000)";
+    let (out, err, ok) = server.psql(&[slow]);
+    assert!(ok && out == "3000000\n", "{out} {err}");
+    assert!(server.stop().success());
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let slow_line = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "slow statement")
+        .unwrap_or_else(|| panic!("no slow statement in {log}"));
+    assert_eq!(slow_line["fields"]["sql"], slow);
+    assert_eq!(slow_line["fields"]["protocol"], "pg");
+    assert!(slow_line["fields"]["ms"].as_u64().unwrap() >= 1);
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "serving"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

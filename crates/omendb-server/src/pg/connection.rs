@@ -299,7 +299,7 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
                 Ok(StatementResult::Command { tag }) => {
                     self.report_changes(client, &mut state, &tag).await?;
                     self.metrics()
-                        .statement(Protocol::Pg, &tag, started.elapsed());
+                        .statement(Protocol::Pg, &query.query, &tag, started.elapsed());
                     client
                         .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
                             tag,
@@ -314,9 +314,12 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
                     // A failed stream ends the query string, as an error
                     // does in PostgreSQL.
                     match send_rows(client, &schema, stream, tag).await? {
-                        Ok(tag) => self
-                            .metrics()
-                            .statement(Protocol::Pg, &tag, started.elapsed()),
+                        Ok(tag) => self.metrics().statement(
+                            Protocol::Pg,
+                            &query.query,
+                            &tag,
+                            started.elapsed(),
+                        ),
                         Err(error) => {
                             self.metrics().error(error.sqlstate());
                             break;

@@ -254,8 +254,12 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
                 }
                 Some(Ok(StatementResult::Command { tag })) => {
                     portal.state = PortalState::Done { rows: false };
-                    self.metrics()
-                        .statement(Protocol::Pg, &tag, started.elapsed());
+                    self.metrics().statement(
+                        Protocol::Pg,
+                        &portal.statement.sql,
+                        &tag,
+                        started.elapsed(),
+                    );
                     self.report_changes(client, state, &tag).await?;
                     client
                         .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
@@ -289,8 +293,12 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
                     Ok(true) => {}
                     Ok(false) => {
                         let tag = rows.tag.as_deref().unwrap_or("SELECT");
-                        self.metrics()
-                            .statement(Protocol::Pg, tag, started.elapsed());
+                        self.metrics().statement(
+                            Protocol::Pg,
+                            &portal.statement.sql,
+                            tag,
+                            started.elapsed(),
+                        );
                         portal.state = PortalState::Done { rows: true };
                     }
                     Err(error) => {

@@ -24,11 +24,18 @@ impl Server {
 
     /// Starts the server with `flags` besides the port and directory.
     pub(crate) fn start_with(dir: &Path, flags: &[&str]) -> Server {
+        Server::start_logging(dir, flags, Stdio::inherit())
+    }
+
+    /// Starts the server with `flags`, its log (standard error) going to
+    /// `log`.
+    pub(crate) fn start_logging(dir: &Path, flags: &[&str], log: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_omendb"))
             .args(["serve", "--pg-listen", "127.0.0.1:0"])
             .args(["--http-listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir)
             .args(flags)
+            .stderr(log)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
