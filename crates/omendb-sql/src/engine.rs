@@ -73,10 +73,27 @@ pub struct SqlSession {
     plans: PlanCache,
     /// A COPY FROM STDIN waiting for data.
     copy: Option<CopyIn>,
+    /// Statements outside a block sharing one transaction.
+    implicit: Implicit,
     /// Set by a cancel request.
     interrupt: Arc<Interrupt>,
     /// The limits of the statements running now (their rows check them).
     watch: Option<Watch>,
+}
+
+/// The implicit transaction of statements outside a block that run as
+/// one: those of a multi-statement query string, or of the extended
+/// protocol up to a Sync, as in PostgreSQL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Implicit {
+    /// Each statement outside a block commits on its own.
+    Off,
+    /// The next statement begins the implicit transaction.
+    Pending,
+    /// The implicit transaction is in the transaction slot.
+    Open,
+    /// A statement failed: the implicit transaction was rolled back.
+    Failed,
 }
 
 /// One statement to run.
@@ -104,11 +121,21 @@ impl SqlSession {
         &self.txn
     }
 
-    /// Fails the open transaction block, if one is open.
+    /// A statement failed midway: an open block fails (until ROLLBACK),
+    /// an implicit transaction is rolled back.
     pub(crate) fn fail_block(&mut self) {
         if self.status == TransactionStatus::InBlock {
             self.status = TransactionStatus::Failed;
+        } else if self.implicit == Implicit::Open {
+            self.txn.lock().take();
+            self.implicit = Implicit::Failed;
         }
+    }
+
+    /// Whether statements outside a block run in the open implicit
+    /// transaction.
+    pub(crate) fn in_implicit(&self) -> bool {
+        self.status == TransactionStatus::Idle && self.implicit == Implicit::Open
     }
 
     /// The schemas of the session's `search_path`.
@@ -205,6 +232,13 @@ impl SqlEngine {
                 }
             },
         };
+        // Several statements outside a block run as one transaction.
+        let implicit = work.len() > 1
+            && session.status == TransactionStatus::Idle
+            && session.implicit == Implicit::Off;
+        if implicit {
+            session.implicit = Implicit::Pending;
+        }
         let mut results = Vec::with_capacity(work.len());
         for work in work {
             let result = self.run(session, work).await;
@@ -217,6 +251,9 @@ impl SqlEngine {
             if failed {
                 break;
             }
+        }
+        if implicit && let Err(error) = end_implicit(session) {
+            results.push(Err(error));
         }
         results
     }
@@ -256,8 +293,13 @@ impl SqlEngine {
         match statement {
             Statement::StartTransaction { modes, .. } => {
                 if session.status == TransactionStatus::Idle {
-                    let isolation = isolation_of(&modes).unwrap_or(session.isolation);
-                    *session.txn.lock() = Some(self.db.begin(isolation));
+                    // An open implicit transaction becomes the block, as
+                    // in PostgreSQL.
+                    if session.implicit != Implicit::Open {
+                        let isolation = isolation_of(&modes).unwrap_or(session.isolation);
+                        *session.txn.lock() = Some(self.db.begin(isolation));
+                    }
+                    session.implicit = Implicit::Off;
                     session.status = TransactionStatus::InBlock;
                     session.block_used = false;
                     session.settings.lock().begin_block();
@@ -354,6 +396,7 @@ impl SqlEngine {
                 Ok(command("ROLLBACK"))
             }
             Statement::Commit { .. } => {
+                session.implicit = Implicit::Off;
                 let txn = session.txn.lock().take();
                 let failed = session.status == TransactionStatus::Failed;
                 session.status = TransactionStatus::Idle;
@@ -370,6 +413,7 @@ impl SqlEngine {
                 }
             }
             Statement::Rollback { .. } => {
+                session.implicit = Implicit::Off;
                 session.txn.lock().take();
                 session.status = TransactionStatus::Idle;
                 session.settings.lock().end_block(false);
@@ -386,7 +430,20 @@ impl SqlEngine {
     /// block, or in a transaction of its own (autocommit).
     async fn run_statement(&self, session: &mut SqlSession, work: Work) -> Result<StatementResult> {
         let autocommit = session.status == TransactionStatus::Idle;
-        if autocommit {
+        let implicit = autocommit && session.implicit != Implicit::Off;
+        if implicit {
+            match session.implicit {
+                Implicit::Open => session.txn.with(|txn| {
+                    txn.begin_statement();
+                    Ok(())
+                })?,
+                Implicit::Failed => return Err(aborted()),
+                Implicit::Pending | Implicit::Off => {
+                    *session.txn.lock() = Some(self.db.begin(session.isolation));
+                    session.implicit = Implicit::Open;
+                }
+            }
+        } else if autocommit {
             *session.txn.lock() = Some(self.db.begin(session.isolation));
         } else {
             session.block_used = true;
@@ -400,6 +457,13 @@ impl SqlEngine {
         session.reader.set(Some(reader));
         let result = self.run_in_transaction(session, work).await;
         session.reader.set(None);
+        if implicit {
+            // The implicit transaction commits at its end.
+            if result.is_err() {
+                session.fail_block();
+            }
+            return result;
+        }
         let txn = if autocommit {
             session.txn.lock().take()
         } else {
@@ -430,7 +494,8 @@ impl SqlEngine {
         else {
             return Err(SqlError::internal("COPY TO run as COPY FROM"));
         };
-        let autocommit = session.status == TransactionStatus::Idle;
+        // In a block or an implicit transaction, the COPY joins it.
+        let autocommit = session.status == TransactionStatus::Idle && !session.in_implicit();
         if autocommit {
             *session.txn.lock() = Some(self.db.begin(session.isolation));
         } else {
@@ -624,6 +689,7 @@ impl QueryHandler for SqlEngine {
             stream_failed: Arc::new(AtomicBool::new(false)),
             plans: PlanCache::default(),
             copy: None,
+            implicit: Implicit::Off,
             interrupt: Arc::new(Interrupt::default()),
             watch: None,
         }
@@ -652,6 +718,7 @@ impl QueryHandler for SqlEngine {
         // The fast path is a few synchronous reads: not worth a race (its
         // rows, if a range, still check the watch).
         if session.status == TransactionStatus::Idle
+            && !session.in_implicit()
             && let Some(prepared) = session.plans.get(sql)
             && let Some(result) = self.run_fast_autocommit(session, &prepared, params)
         {
@@ -720,6 +787,16 @@ impl QueryHandler for SqlEngine {
         session.settings.lock().reported()
     }
 
+    fn begin_implicit(&self, session: &mut SqlSession) {
+        if session.status == TransactionStatus::Idle && session.implicit == Implicit::Off {
+            session.implicit = Implicit::Pending;
+        }
+    }
+
+    fn end_implicit(&self, session: &mut SqlSession) -> Result<()> {
+        end_implicit(session)
+    }
+
     fn storage_stats(&self) -> omendb_storage::StorageStats {
         self.db.stats()
     }
@@ -768,11 +845,22 @@ fn interrupted(session: &mut SqlSession) {
     if let Some(copy) = session.copy.take() {
         copy::abort(session, &copy);
     }
-    if session.status == TransactionStatus::Idle {
+    if session.status == TransactionStatus::Idle && !session.in_implicit() {
         session.txn.lock().take();
     } else {
         session.fail_block();
     }
+}
+
+/// Ends the session's implicit transaction: it commits unless a statement
+/// in it failed (it was rolled back then).
+fn end_implicit(session: &mut SqlSession) -> Result<()> {
+    let open = session.in_implicit();
+    session.implicit = Implicit::Off;
+    if open && let Some(txn) = session.txn.lock().take() {
+        txn.commit()?;
+    }
+    Ok(())
 }
 
 /// The error of a statement in a failed transaction block.

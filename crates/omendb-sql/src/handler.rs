@@ -116,7 +116,9 @@ pub trait QueryHandler: Send + Sync {
 
     /// Runs the statements of `sql` in order, one result each, stopping
     /// after the first error (that statement's effects are undone; in a
-    /// transaction block the block fails until ROLLBACK). `params` are the
+    /// transaction block the block fails until ROLLBACK). Several
+    /// statements outside a block run as one transaction, as in
+    /// PostgreSQL: an error undoes them all. `params` are the
     /// values of `$1`, `$2`, ... (cast to the type each place needs).
     async fn execute(
         &self,
@@ -147,6 +149,14 @@ pub trait QueryHandler: Send + Sync {
     /// A handle that cancels the statement `session` is running, from
     /// another task (a cancel request): it ends with 57014.
     fn canceller(&self, session: &Self::Session) -> Canceller;
+
+    /// Statements outside a block from now until [`Self::end_implicit`]
+    /// run as one transaction (the extended protocol's, up to a Sync).
+    fn begin_implicit(&self, session: &mut Self::Session);
+
+    /// Commits the implicit transaction (one a statement failed in was
+    /// rolled back already).
+    fn end_implicit(&self, session: &mut Self::Session) -> Result<()>;
 
     /// The storage engine's metrics now (for monitoring).
     fn storage_stats(&self) -> StorageStats;

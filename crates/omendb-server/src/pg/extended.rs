@@ -36,7 +36,7 @@ use std::time::Instant;
 use super::connection::Session;
 use super::copy::{send_copy_out, start_copy_in};
 use super::deallocate;
-use super::errors::{user_error, wire_error};
+use super::errors::{error_response, user_error, wire_error};
 use super::params::{Param, bind_values, formats};
 use super::rows::{data_row, row_description};
 use crate::metrics::Protocol;
@@ -232,6 +232,8 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
             return Ok(());
         }
         if matches!(portal.state, PortalState::Ready) {
+            // Statements up to the Sync run as one transaction.
+            self.engine.begin_implicit(&mut state.sql);
             let sql = &portal.statement.sql;
             let results = self
                 .engine
@@ -411,6 +413,13 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let mut state = self.state.lock().await;
+        // The implicit transaction commits at the Sync.
+        if let Err(error) = self.engine.end_implicit(&mut state.sql) {
+            self.metrics().error(error.sqlstate());
+            client
+                .feed(PgWireBackendMessage::ErrorResponse(error_response(&error)))
+                .await?;
+        }
         self.ready_for_query(client, &mut state).await
     }
 

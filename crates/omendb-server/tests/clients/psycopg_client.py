@@ -108,6 +108,23 @@ conn.rollback()
 check(conn.execute("SELECT count(*) FROM m").fetchone()[0], 3, "rows kept")
 conn.close()
 
+# A pipeline outside a block is one transaction up to its Sync: an error
+# undoes the statements before it, as in PostgreSQL.
+with psycopg.connect(host="127.0.0.1", port=port, user="omendb", autocommit=True) as auto:
+    try:
+        with auto.pipeline():
+            auto.execute("INSERT INTO m (id) VALUES (%s)", [100])
+            auto.execute("INSERT INTO m (id) VALUES (%s)", [100])
+        sys.exit("duplicate key accepted in a pipeline")
+    except errors.UniqueViolation:
+        pass
+    check(auto.execute("SELECT count(*) FROM m WHERE id = 100").fetchone()[0], 0, "pipeline undone")
+    with auto.pipeline():
+        auto.execute("INSERT INTO m (id) VALUES (%s)", [101])
+        auto.execute("INSERT INTO m (id) VALUES (%s)", [102])
+    check(auto.execute("SELECT count(*) FROM m WHERE id > 100").fetchone()[0], 2, "pipeline kept")
+    check(auto.info.transaction_status, pq.TransactionStatus.IDLE, "idle after a pipeline")
+
 # An unknown database or role is refused as PostgreSQL refuses it.
 for kwargs, error in (({"dbname": "nope"}, errors.InvalidCatalogName),
                       ({"user": "nobody"}, errors.InvalidAuthorizationSpecification)):
