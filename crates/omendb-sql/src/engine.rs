@@ -79,6 +79,9 @@ pub struct SqlSession {
     interrupt: Arc<Interrupt>,
     /// The limits of the statements running now (their rows check them).
     watch: Option<Watch>,
+    /// `statement_timeout` as of the last statement that could change it
+    /// (read once per call, not per statement: the fast path is short).
+    statement_timeout: Option<std::time::Duration>,
 }
 
 /// The implicit transaction of statements outside a block that run as
@@ -692,6 +695,7 @@ impl QueryHandler for SqlEngine {
             implicit: Implicit::Off,
             interrupt: Arc::new(Interrupt::default()),
             watch: None,
+            statement_timeout: None,
         }
     }
 
@@ -712,8 +716,7 @@ impl QueryHandler for SqlEngine {
         {
             session.status = TransactionStatus::Failed;
         }
-        let timeout = session.settings.lock().timeout("statement_timeout");
-        let watch = session.interrupt.start(timeout);
+        let watch = session.interrupt.start(session.statement_timeout);
         session.watch = Some(watch.clone());
         // The fast path is a few synchronous reads: not worth a race (its
         // rows, if a range, still check the watch).
@@ -727,13 +730,16 @@ impl QueryHandler for SqlEngine {
         // Boxed: the general path's future is large, and a caller moves
         // this one (the fast path's) on every call.
         let work = Box::pin(self.execute_statements(session, sql, params));
-        match watch.run(work).await {
+        let results = match watch.run(work).await {
             Ok(results) => results,
             Err(stop) => {
                 interrupted(session);
                 vec![Err(stop.error())]
             }
-        }
+        };
+        // SET, RESET, the end of a block or set_config() may have changed it.
+        session.statement_timeout = session.settings.lock().timeout("statement_timeout");
+        results
     }
 
     async fn describe(&self, session: &mut SqlSession, sql: &str) -> Result<Description> {
