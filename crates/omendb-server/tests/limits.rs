@@ -34,6 +34,15 @@ async fn stopped<T: std::fmt::Debug>(
         .unwrap_err()
 }
 
+/// Sends a cancel request for `client`'s running statement in 300 ms.
+fn cancel_soon(client: &Client) -> tokio::task::JoinHandle<()> {
+    let token = client.cancel_token();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        token.cancel_query(NoTls).await.unwrap();
+    })
+}
+
 fn sqlstate(error: &tokio_postgres::Error) -> &str {
     error.code().map_or("none", |c| c.code())
 }
@@ -48,11 +57,7 @@ async fn a_cancel_request_or_the_statement_timeout_stops_a_statement() {
         .await
         .unwrap();
 
-    let token = client.cancel_token();
-    let canceller = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        token.cancel_query(NoTls).await.unwrap();
-    });
+    let canceller = cancel_soon(&client);
     let error = stopped(client.simple_query(LONG)).await;
     canceller.await.unwrap();
     assert_eq!(sqlstate(&error), "57014", "{error:?}");
@@ -68,11 +73,7 @@ async fn a_cancel_request_or_the_statement_timeout_stops_a_statement() {
         .batch_execute("INSERT INTO t VALUES (2)")
         .await
         .unwrap();
-    let token = client.cancel_token();
-    let canceller = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        token.cancel_query(NoTls).await.unwrap();
-    });
+    let canceller = cancel_soon(&client);
     let error = stopped(client.query(LONG, &[])).await;
     canceller.await.unwrap();
     assert_eq!(sqlstate(&error), "57014", "{error:?}");

@@ -436,24 +436,15 @@ impl SqlEngine {
         let implicit = autocommit && session.implicit != Implicit::Off;
         if implicit {
             match session.implicit {
-                Implicit::Open => session.txn.with(|txn| {
-                    txn.begin_statement();
-                    Ok(())
-                })?,
+                Implicit::Open => self.statement_txn(session, false)?,
                 Implicit::Failed => return Err(aborted()),
                 Implicit::Pending | Implicit::Off => {
-                    *session.txn.lock() = Some(self.db.begin(session.isolation));
+                    self.statement_txn(session, true)?;
                     session.implicit = Implicit::Open;
                 }
             }
-        } else if autocommit {
-            *session.txn.lock() = Some(self.db.begin(session.isolation));
         } else {
-            session.block_used = true;
-            session.txn.with(|txn| {
-                txn.begin_statement();
-                Ok(())
-            })?;
+            self.statement_txn(session, autocommit)?;
         }
         // The statement reads the transaction as it stands now.
         let reader = session.txn.with(|txn| Ok(txn.reader()))?;
@@ -482,6 +473,23 @@ impl SqlEngine {
         }
     }
 
+    /// Readies the transaction slot for the next statement: a transaction
+    /// of its `own`, or the open one (a block's, or the implicit one) at a
+    /// new statement.
+    fn statement_txn(&self, session: &mut SqlSession, own: bool) -> Result<()> {
+        if own {
+            *session.txn.lock() = Some(self.db.begin(session.isolation));
+            return Ok(());
+        }
+        if session.status != TransactionStatus::Idle {
+            session.block_used = true;
+        }
+        session.txn.with(|txn| {
+            txn.begin_statement();
+            Ok(())
+        })
+    }
+
     /// Starts a COPY FROM STDIN: in the session's block, or in a
     /// transaction of its own until `copy_done`.
     fn start_copy_in(
@@ -499,15 +507,7 @@ impl SqlEngine {
         };
         // In a block or an implicit transaction, the COPY joins it.
         let autocommit = session.status == TransactionStatus::Idle && !session.in_implicit();
-        if autocommit {
-            *session.txn.lock() = Some(self.db.begin(session.isolation));
-        } else {
-            session.block_used = true;
-            session.txn.with(|txn| {
-                txn.begin_statement();
-                Ok(())
-            })?;
-        }
+        self.statement_txn(session, autocommit)?;
         let started = session.table_name(&table).and_then(|name| {
             let def = session.txn.with(|txn| Ok(txn.table(&name)?))?;
             CopyIn::new(def, columns, format, autocommit)
