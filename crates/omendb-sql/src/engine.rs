@@ -527,8 +527,8 @@ impl SqlEngine {
         }
     }
 
-    /// Runs `step` on the session's COPY FROM with the transaction's
-    /// reader set; an error ends the COPY, undoing it.
+    /// Runs `step` on the session's COPY FROM; an error ends the COPY,
+    /// undoing it.
     async fn copy_step<T>(
         &self,
         session: &mut SqlSession,
@@ -537,10 +537,10 @@ impl SqlEngine {
         let mut copy = session.copy.take().ok_or_else(|| {
             SqlError::new(ErrorClass::SyntaxError, "no COPY FROM STDIN is in progress")
         })?;
-        let reader = session.txn.with(|txn| Ok(txn.reader()))?;
-        session.reader.set(Some(reader));
+        // No statement reader: its copy of the transaction's writes would
+        // cost the whole COPY so far on every piece of data (and the
+        // conversion reads no table).
         let result = step(&mut copy, session).await;
-        session.reader.set(None);
         match result {
             Ok(value) => Ok((copy, value)),
             Err(error) => {
