@@ -13,14 +13,14 @@ use std::time::Duration;
 use omendb_storage::{Histogram, HistogramSnapshot, LATENCY_BUCKETS, StorageStats};
 use tracing::warn;
 
-/// The protocols statements arrive by.
+/// The protocols statements arrive by (in `PROTOCOLS` order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
-    Pg,
-    Http,
+    Pg = 0,
+    Http = 1,
 }
 
-const PROTOCOLS: [(Protocol, &str); 2] = [(Protocol::Pg, "pg"), (Protocol::Http, "http")];
+const PROTOCOLS: [Protocol; 2] = [Protocol::Pg, Protocol::Http];
 
 impl Protocol {
     fn name(self) -> &'static str {
@@ -97,10 +97,7 @@ impl Metrics {
             );
         }
         let kind = kind_of(tag);
-        let p = PROTOCOLS
-            .iter()
-            .position(|(p, _)| *p == protocol)
-            .unwrap_or(0);
+        let p = protocol as usize;
         let k = KINDS
             .iter()
             .position(|k| *k == kind)
@@ -129,9 +126,9 @@ impl Metrics {
             "histogram",
             "Statements run, by protocol and kind, and how long each took.",
         );
-        for (p, (_, protocol)) in PROTOCOLS.iter().enumerate() {
+        for (p, protocol) in PROTOCOLS.iter().enumerate() {
             for (k, kind) in KINDS.iter().enumerate() {
-                let labels = format!("protocol=\"{protocol}\",kind=\"{kind}\"");
+                let labels = format!("protocol=\"{}\",kind=\"{kind}\"", protocol.name());
                 let snapshot = self.statements[p * KINDS.len() + k].snapshot();
                 histogram(
                     &mut out,

@@ -10,10 +10,8 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use futures::{Sink, SinkExt, StreamExt};
-use omendb_sql::datafusion::arrow::datatypes::Schema;
-use omendb_sql::datafusion::execution::SendableRecordBatchStream;
-use omendb_sql::{QueryHandler, SqlError, StatementResult, TransactionStatus};
+use futures::{Sink, SinkExt};
+use omendb_sql::{QueryHandler, StatementResult, TransactionStatus};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::CopyHandler;
@@ -38,13 +36,12 @@ use super::cancel::{Registration, Registry};
 use super::copy::{send_copy_out, start_copy_in};
 use super::deallocate::{self, Deallocate};
 use super::errors::{error_response, wire_error};
-use super::extended::{Portal, Prepared};
-use super::rows::{data_row, row_description};
+use super::extended::{Portal, Prepared, RowsLeft, send_rows};
+use super::rows::row_description;
 
 /// The handlers of one connection.
 pub(super) struct Connection<H: QueryHandler> {
     session: Arc<Session<H>>,
-    registry: Arc<Registry>,
 }
 
 impl<H: QueryHandler> Connection<H> {
@@ -65,10 +62,10 @@ impl<H: QueryHandler> Connection<H> {
         let session = Arc::new(Session {
             engine,
             state,
-            registry: registry.clone(),
+            registry,
             within_limit,
         });
-        Connection { session, registry }
+        Connection { session }
     }
 }
 
@@ -86,58 +83,12 @@ impl<H: QueryHandler + 'static> PgWireServerHandlers for Connection<H> {
     }
 
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
-        self.registry.clone()
+        self.session.registry.clone()
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
         self.session.clone()
     }
-}
-
-/// Sends a statement's rows: their description, each row, then the command
-/// tag (`SELECT n` for a query, returned), or an ErrorResponse if the
-/// stream fails (its error returned).
-async fn send_rows<C>(
-    client: &mut C,
-    schema: &Schema,
-    mut stream: SendableRecordBatchStream,
-    tag: Option<String>,
-) -> PgWireResult<Result<String, SqlError>>
-where
-    C: Sink<PgWireBackendMessage> + Unpin,
-    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
-{
-    let text = Format::UnifiedText;
-    client
-        .feed(PgWireBackendMessage::RowDescription(row_description(
-            schema, &text,
-        )))
-        .await?;
-    let mut rows = 0;
-    while let Some(batch) = stream.next().await {
-        let batch = match batch {
-            Ok(batch) => batch,
-            Err(error) => {
-                let error = SqlError::from(error);
-                client
-                    .feed(PgWireBackendMessage::ErrorResponse(error_response(&error)))
-                    .await?;
-                return Ok(Err(error));
-            }
-        };
-        rows += batch.num_rows();
-        for row in 0..batch.num_rows() {
-            let row = data_row(&batch, row, &text);
-            client.feed(PgWireBackendMessage::DataRow(row)).await?;
-        }
-    }
-    let tag = tag.unwrap_or_else(|| format!("SELECT {rows}"));
-    client
-        .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
-            tag.clone(),
-        )))
-        .await?;
-    Ok(Ok(tag))
 }
 
 /// A connection's session. Messages of one connection arrive one at a
@@ -311,19 +262,29 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
                     stream,
                     tag,
                 }) => {
-                    // A failed stream ends the query string, as an error
-                    // does in PostgreSQL.
-                    match send_rows(client, &schema, stream, tag).await? {
-                        Ok(tag) => self.metrics().statement(
+                    let text = Format::UnifiedText;
+                    let description = row_description(&schema, &text);
+                    client
+                        .feed(PgWireBackendMessage::RowDescription(description))
+                        .await?;
+                    let mut rows = RowsLeft::new(stream, tag);
+                    match send_rows(client, &mut rows, &text, None).await {
+                        Ok(_) => self.metrics().statement(
                             Protocol::Pg,
                             &query.query,
-                            &tag,
+                            rows.kind_tag(),
                             started.elapsed(),
                         ),
-                        Err(error) => {
-                            self.metrics().error(error.sqlstate());
+                        // A failed stream ends the query string, as an
+                        // error does in PostgreSQL.
+                        Err(PgWireError::UserError(error)) => {
+                            self.metrics().error(&error.code);
+                            client
+                                .feed(PgWireBackendMessage::ErrorResponse((*error).into()))
+                                .await?;
                             break;
                         }
+                        Err(other) => return Err(other),
                     }
                 }
                 Ok(StatementResult::CopyIn { columns }) => {

@@ -68,12 +68,28 @@ enum PortalState {
     Done { rows: bool },
 }
 
-struct RowsLeft {
+/// A statement's rows still to send.
+pub(super) struct RowsLeft {
     stream: SendableRecordBatchStream,
     /// A batch partly sent, and its next row.
     pending: Option<(RecordBatch, usize)>,
     /// The command tag; `None` for a query (`SELECT n`).
     tag: Option<String>,
+}
+
+impl RowsLeft {
+    pub(super) fn new(stream: SendableRecordBatchStream, tag: Option<String>) -> RowsLeft {
+        RowsLeft {
+            stream,
+            pending: None,
+            tag,
+        }
+    }
+
+    /// A tag of the statement's kind (for metrics).
+    pub(super) fn kind_tag(&self) -> &str {
+        self.tag.as_deref().unwrap_or("SELECT")
+    }
 }
 
 /// The name of a statement or portal; `""` is the unnamed one.
@@ -219,19 +235,17 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
             .portals
             .get_mut(&name)
             .ok_or_else(|| wire_error("34000", format!("portal \"{name}\" does not exist")))?;
-        if matches!(portal.state, PortalState::Ready)
-            && let Some(target) = deallocate::parse(&portal.statement.sql)
-        {
-            portal.state = PortalState::Done { rows: false };
-            let tag = state.deallocate(target)?;
-            client
-                .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
-                    tag.into(),
-                )))
-                .await?;
-            return Ok(());
-        }
         if matches!(portal.state, PortalState::Ready) {
+            if let Some(target) = deallocate::parse(&portal.statement.sql) {
+                portal.state = PortalState::Done { rows: false };
+                let tag = state.deallocate(target)?;
+                client
+                    .feed(PgWireBackendMessage::CommandComplete(CommandComplete::new(
+                        tag.into(),
+                    )))
+                    .await?;
+                return Ok(());
+            }
             // Statements up to the Sync run as one transaction.
             self.engine.begin_implicit(&mut state.sql);
             let sql = &portal.statement.sql;
@@ -279,11 +293,7 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
                     return send_copy_out(client, columns, data).await;
                 }
                 Some(Ok(StatementResult::Rows { stream, tag, .. })) => {
-                    portal.state = PortalState::Rows(RowsLeft {
-                        stream,
-                        pending: None,
-                        tag,
-                    });
+                    portal.state = PortalState::Rows(RowsLeft::new(stream, tag));
                 }
             }
         }
@@ -294,7 +304,7 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
                     // Suspended: more rows to come.
                     Ok(true) => {}
                     Ok(false) => {
-                        let tag = rows.tag.as_deref().unwrap_or("SELECT");
+                        let tag = rows.kind_tag();
                         self.metrics().statement(
                             Protocol::Pg,
                             &portal.statement.sql,
@@ -443,7 +453,7 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
 /// Sends the rows left, at most `limit`: then PortalSuspended and true if
 /// it stopped at the limit, else the command tag and false. A failing
 /// stream is an error.
-async fn send_rows<C>(
+pub(super) async fn send_rows<C>(
     client: &mut C,
     rows: &mut RowsLeft,
     formats: &Format,
