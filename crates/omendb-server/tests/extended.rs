@@ -247,3 +247,42 @@ async fn errors_carry_sqlstates_and_fail_the_block_until_rollback() {
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn catalog_oids_arrive_as_the_oid_type_in_both_formats() {
+    let dir = scratch("extended-oids");
+    let server = Server::start(&dir);
+    let client = connect(&server).await;
+    client
+        .batch_execute("CREATE TABLE t (id bigint PRIMARY KEY, v text)")
+        .await
+        .unwrap();
+    // Binary results: tokio-postgres reads an `oid` as a u32.
+    let statement = client
+        .prepare("SELECT c.oid, a.atttypid FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid WHERE c.relname = $1 ORDER BY a.attnum")
+        .await
+        .unwrap();
+    assert_eq!(statement.columns()[0].type_(), &Type::OID);
+    let rows = client.query(&statement, &[&"t"]).await.unwrap();
+    let types: Vec<u32> = rows.iter().map(|r| r.get(1)).collect();
+    assert_eq!(types, vec![20, 25], "bigint, text");
+    let oid: u32 = rows[0].get(0);
+    // Text results: the same OID, and `::regclass` finds it by name.
+    let messages = client
+        .simple_query("SELECT 't'::regclass::oid, pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid = 't'::regclass")
+        .await
+        .unwrap();
+    let row = messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => Some(row),
+            _ => None,
+        })
+        .expect("one row");
+    assert_eq!(row.get(0), Some(oid.to_string().as_str()));
+    assert_eq!(
+        row.get(1),
+        Some("CREATE UNIQUE INDEX t_pkey ON public.t USING btree (id)")
+    );
+    assert!(server.stop().success());
+}

@@ -127,3 +127,66 @@ fn a_config_file_sets_json_logs_and_the_slow_statement_threshold() {
     assert!(lines.iter().any(|l| l["fields"]["message"] == "serving"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn psql_describes_tables_schemas_databases_and_roles() {
+    let dir = scratch("psql-describe");
+    let server = Server::start(&dir);
+    let (out, err, ok) = server.psql(&[
+        "CREATE SCHEMA s",
+        "CREATE TABLE s.readings (device int, ts timestamptz, cpu float8 DEFAULT 0, label varchar(10), PRIMARY KEY (device, ts), UNIQUE (label))",
+        "CREATE TABLE notes (body text)",
+        "\\dt",
+        "\\dt s.*",
+        "\\d s.readings",
+        "\\l",
+        "\\dn",
+        "\\du",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "CREATE SCHEMA\nCREATE TABLE\nCREATE TABLE\n\
+         public|notes|table|omendb\n\
+         s|readings|table|omendb\n\
+         device|integer||not null|\n\
+         ts|timestamp with time zone||not null|\n\
+         cpu|double precision|||0\n\
+         label|character varying(10)|||\n\
+         omendb|omendb|UTF8|C|C||libc|\n\
+         public|omendb\ns|omendb\n\
+         omendb|Superuser, Create role, Create DB, Replication, Bypass RLS|\n"
+    );
+    // Out of tuples-only mode `\d` also lists the indexes.
+    let output = Command::new("psql")
+        .args([
+            "-X",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "omendb",
+            "-d",
+            "omendb",
+            "-p",
+        ])
+        .arg(server.port.to_string())
+        .args(["-c", "\\d s.readings", "-c", "\\d nosuch"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8(output.stdout).unwrap();
+    let err = String::from_utf8(output.stderr).unwrap();
+    assert!(out.contains("Table \"s.readings\""), "{out}");
+    assert!(
+        out.contains("\"readings_pkey\" PRIMARY KEY, btree (device, ts)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("\"readings_label_key\" UNIQUE CONSTRAINT, btree (label)"),
+        "{out}"
+    );
+    assert!(
+        err.contains("Did not find any relation named \"nosuch\""),
+        "{err}"
+    );
+    assert!(server.stop().success());
+}

@@ -38,11 +38,12 @@ use crate::copy::{self, Copy, CopyIn};
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::{Description, QueryHandler, StatementResult, TransactionStatus};
 use crate::interrupt::{Canceller, Interrupt, Interruptible, Watch};
+use crate::pg_catalog::{self, CatalogSource};
 use crate::prepared::{FastRead, FastTarget, PlanCache, PreparedQuery};
 use crate::provider::{ReaderSlot, TxnSlot, range_text};
 use crate::schemas::{self, ROWS_SCHEMA, SEARCH_PATH_SCHEMA, StorageCatalog, TableName};
 use crate::settings::{self, SharedSettings};
-use crate::{ddl, dml, insert, keywords, names, timeseries};
+use crate::{ddl, dml, insert, keywords, names, pg_syntax, timeseries};
 
 /// The DataFusion catalog of a session's tables.
 const CATALOG: &str = "omendb";
@@ -667,17 +668,23 @@ impl QueryHandler for SqlEngine {
         ctx.register_catalog(CATALOG, Arc::new(catalog));
         // Registering a planner on a fresh context cannot fail.
         let _ = ctx.register_expr_planner(Arc::new(IntegerArithmetic::new()));
+        let system = CatalogSource {
+            reader: reader.clone(),
+            settings: settings.clone(),
+        };
         for function in settings::functions(&settings, &reader)
             .into_iter()
+            .chain(pg_catalog::functions(&system))
             .chain(timeseries::scalar_functions())
             .chain([crate::arith::mod_function()])
         {
             ctx.register_udf(function);
         }
-        for function in timeseries::aggregate_functions()
-            .into_iter()
-            .chain([crate::average::avg_function(), crate::sum::sum_function()])
-        {
+        for function in timeseries::aggregate_functions().into_iter().chain([
+            crate::average::avg_function(),
+            crate::sum::sum_function(),
+            crate::single_row::single_row_function(),
+        ]) {
             ctx.register_udaf(function);
         }
         SqlSession {
@@ -887,10 +894,11 @@ fn parse_grammar(sql: &str) -> Result<Vec<Statement>> {
 /// The statements of a client's SQL text: its grammar, and names no
 /// reserved keyword can be.
 fn parse(sql: &str) -> Result<Vec<Statement>> {
-    let statements = parse_grammar(sql)?;
+    let mut statements = parse_grammar(sql)?;
     statements
         .iter()
         .try_for_each(keywords::check_relation_names)?;
+    statements.iter_mut().for_each(pg_syntax::rewrite);
     Ok(statements)
 }
 

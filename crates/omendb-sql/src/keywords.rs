@@ -82,6 +82,11 @@ const RESERVED: &[&str] = &[
     "WITH",
 ];
 
+/// Whether `word` is one of the reserved keywords above (any case).
+pub(crate) fn is_reserved(word: &str) -> bool {
+    RESERVED.iter().any(|k| k.eq_ignore_ascii_case(word))
+}
+
 /// An error if `statement` names a relation by an unquoted reserved
 /// keyword.
 pub(crate) fn check_relation_names(statement: &Statement) -> Result<()> {

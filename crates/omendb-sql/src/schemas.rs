@@ -20,6 +20,7 @@ use omendb_storage::{Catalog, PUBLIC_SCHEMA, TableDef, name_in_schema, schema_of
 
 use crate::engine::ident;
 use crate::error::{ErrorClass, Result, SqlError};
+use crate::pg_catalog::{CatalogSource, INFORMATION_SCHEMA, PG_CATALOG, SystemSchema};
 use crate::provider::{KEYS_SCHEMA, ReaderSlot, StorageTable};
 use crate::settings::SharedSettings;
 
@@ -186,7 +187,23 @@ impl CatalogProvider for StorageCatalog {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let source = CatalogSource {
+            reader: self.reader.clone(),
+            settings: self.settings.clone(),
+        };
         let tables = match name {
+            PG_CATALOG => {
+                return Some(Arc::new(SystemSchema {
+                    name: PG_CATALOG,
+                    source,
+                }));
+            }
+            INFORMATION_SCHEMA => {
+                return Some(Arc::new(SystemSchema {
+                    name: INFORMATION_SCHEMA,
+                    source,
+                }));
+            }
             ROWS_SCHEMA => return Some(self.rows.clone()),
             KEYS_SCHEMA => SchemaTables::Keyed,
             SEARCH_PATH_SCHEMA => SchemaTables::SearchPath(self.settings.clone()),
@@ -235,6 +252,19 @@ impl StorageSchema {
         };
         catalog.table(&stored).ok().cloned()
     }
+
+    /// The `pg_catalog` table an unqualified `name` means: PostgreSQL
+    /// searches `pg_catalog` before the search path.
+    fn system_table(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        let SchemaTables::SearchPath(settings) = &self.tables else {
+            return None;
+        };
+        let source = CatalogSource {
+            reader: self.reader.clone(),
+            settings: settings.clone(),
+        };
+        source.table(PG_CATALOG, name)
+    }
 }
 
 #[async_trait]
@@ -258,6 +288,9 @@ impl SchemaProvider for StorageSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(system) = self.system_table(name) {
+            return Ok(Some(system));
+        }
         let with_keys = matches!(self.tables, SchemaTables::Keyed);
         Ok(self.def(name).map(|def| {
             Arc::new(StorageTable::new(def, self.reader.clone(), with_keys))
@@ -266,7 +299,7 @@ impl SchemaProvider for StorageSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.def(name).is_some()
+        self.system_table(name).is_some() || self.def(name).is_some()
     }
 }
 

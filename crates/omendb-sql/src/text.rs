@@ -35,6 +35,7 @@ pub fn pg_text(array: &dyn Array, row: usize) -> Option<String> {
             }
             text
         }
+        ArrowType::List(_) => array_text(array.as_list::<i32>().value(row).as_ref()),
         _ => {
             let options = FormatOptions::default();
             match ArrayFormatter::try_new(array, &options) {
@@ -43,6 +44,28 @@ pub fn pg_text(array: &dyn Array, row: usize) -> Option<String> {
             }
         }
     })
+}
+
+/// An array value as PostgreSQL writes it: `{1,2}`, `{a,"b c",NULL}`.
+fn array_text(values: &dyn Array) -> String {
+    let items: Vec<String> = (0..values.len())
+        .map(|i| match pg_text(values, i) {
+            None => "NULL".to_owned(),
+            Some(item) => {
+                let plain = !item.is_empty()
+                    && !item.eq_ignore_ascii_case("null")
+                    && !item
+                        .chars()
+                        .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
+                if plain {
+                    item
+                } else {
+                    format!("\"{}\"", item.replace('\\', "\\\\").replace('"', "\\\""))
+                }
+            }
+        })
+        .collect();
+    format!("{{{}}}", items.join(","))
 }
 
 /// Microseconds since 1970 of `array[row]`, a timestamp array of `unit`.

@@ -38,7 +38,10 @@ pub(super) fn put_value(array: &dyn Array, row: usize, out: &mut BytesMut) {
         DataType::Int16 => put_i16(out, array.as_primitive::<Int16Type>().value(row)),
         DataType::UInt16 => put_i32(out, array.as_primitive::<UInt16Type>().value(row).into()),
         DataType::Int32 => put_i32(out, array.as_primitive::<Int32Type>().value(row)),
-        DataType::UInt32 => put_i64(out, array.as_primitive::<UInt32Type>().value(row).into()),
+        DataType::UInt32 => put_fixed(
+            out,
+            &array.as_primitive::<UInt32Type>().value(row).to_be_bytes(),
+        ),
         DataType::Int64 => put_i64(out, array.as_primitive::<Int64Type>().value(row)),
         DataType::Float16 => put_f32(out, array.as_primitive::<Float16Type>().value(row).into()),
         DataType::Float32 => put_f32(out, array.as_primitive::<Float32Type>().value(row)),

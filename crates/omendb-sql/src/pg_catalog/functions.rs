@@ -1,0 +1,448 @@
+//! The catalog functions clients call with the catalogs:
+//! `pg_table_is_visible`, `format_type`, `pg_get_indexdef`,
+//! `pg_get_constraintdef`, `pg_get_expr`, `pg_get_userbyid`,
+//! `current_schemas`, the privilege checks (always true: there is one
+//! superuser), the description lookups (always NULL: no COMMENT), and the
+//! `reg*` conversions `pg_syntax` turns `::regclass` casts into.
+//!
+//! Each evaluates row by row on scalars: catalog queries are small. A
+//! result stream runs after its statement has handed back the reader, so
+//! planning (DataFusion's `simplify`, run while the statement's reader is
+//! set) gives each call the catalog it will read.
+
+use std::cell::OnceCell;
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::common::ScalarValue;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
+};
+use omendb_storage::{name_in_schema, schema_of};
+
+use super::types::{self, format_type};
+use super::{CatalogSource, CatalogView, SUPERUSER, SUPERUSER_OID, quote_ident, schema_oid};
+use crate::error::{ErrorClass, SqlError};
+
+/// The function `pg_syntax` makes of `x::regclass` (and the other `reg*`
+/// types): the OID `x` names. Its first argument is the type's name.
+pub(crate) const REG_OID: &str = "omendb_reg_oid";
+/// The function `pg_syntax` makes of `x::regclass::text`: the name.
+pub(crate) const REG_NAME: &str = "omendb_reg_name";
+
+/// PostgreSQL's OID of `array_in`, the one `regproc` clients look up.
+const ARRAY_IN_OID: u32 = 750;
+
+type Body = fn(&Call<'_>, &[ScalarValue]) -> DfResult<ScalarValue>;
+
+/// One catalog function: its name, the argument counts it takes, what it
+/// returns and how it computes a row.
+#[derive(Clone)]
+struct CatalogFunction {
+    name: &'static str,
+    returns: DataType,
+    body: Body,
+    source: CatalogSource,
+    signature: Signature,
+    /// The catalog the planned call reads (set by `simplify`).
+    view: Option<Arc<CatalogView>>,
+}
+
+impl std::fmt::Debug for CatalogFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl PartialEq for CatalogFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && Arc::ptr_eq(&self.source.reader, &other.source.reader)
+    }
+}
+
+impl Eq for CatalogFunction {}
+
+impl std::hash::Hash for CatalogFunction {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
+}
+
+/// One evaluation: the catalog is read once, when a row first needs it.
+struct Call<'a> {
+    function: &'a CatalogFunction,
+    view: OnceCell<Arc<CatalogView>>,
+}
+
+impl Call<'_> {
+    fn view(&self) -> DfResult<&CatalogView> {
+        if let Some(view) = self.view.get() {
+            return Ok(view);
+        }
+        let view = match &self.function.view {
+            Some(view) => view.clone(),
+            None => Arc::new(self.function.source.view()?),
+        };
+        Ok(self.view.get_or_init(|| view))
+    }
+}
+
+impl ScalarUDFImpl for CatalogFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(self.returns.clone())
+    }
+
+    fn simplify(&self, args: Vec<Expr>, _info: &SimplifyContext) -> DfResult<ExprSimplifyResult> {
+        if self.view.is_some() {
+            return Ok(ExprSimplifyResult::Original(args));
+        }
+        let Ok(view) = self.source.view() else {
+            return Ok(ExprSimplifyResult::Original(args));
+        };
+        let planned = CatalogFunction {
+            view: Some(Arc::new(view)),
+            ..self.clone()
+        };
+        let udf = Arc::new(ScalarUDF::from(planned));
+        Ok(ExprSimplifyResult::Simplified(Expr::ScalarFunction(
+            ScalarFunction::new_udf(udf, args),
+        )))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let call = Call {
+            function: self,
+            view: OnceCell::new(),
+        };
+        let scalar = args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays: Vec<ArrayRef> = args
+            .args
+            .iter()
+            .map(|a| a.to_array(args.number_rows))
+            .collect::<DfResult<_>>()?;
+        let rows = if scalar { 1 } else { args.number_rows };
+        let mut out = Vec::with_capacity(rows);
+        for row in 0..rows {
+            let values = arrays
+                .iter()
+                .map(|a| ScalarValue::try_from_array(a, row))
+                .collect::<DfResult<Vec<_>>>()?;
+            out.push((self.body)(&call, &values)?);
+        }
+        if scalar {
+            let value = out
+                .pop()
+                .map_or_else(|| ScalarValue::try_from(&self.returns), Ok)?;
+            return Ok(ColumnarValue::Scalar(value));
+        }
+        if out.is_empty() {
+            return Ok(ColumnarValue::Array(
+                datafusion::arrow::array::new_empty_array(&self.returns),
+            ));
+        }
+        Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
+    }
+}
+
+/// The catalog functions of a session reading `source`.
+pub(crate) fn functions(source: &CatalogSource) -> Vec<ScalarUDF> {
+    use DataType::{Boolean, UInt32, Utf8};
+    let text_list = DataType::List(Arc::new(Field::new("item", Utf8, true)));
+    let table: Vec<(&'static str, &[usize], DataType, Body)> = vec![
+        ("pg_table_is_visible", &[1], Boolean, table_is_visible),
+        ("pg_get_userbyid", &[1], Utf8, user_by_id),
+        ("format_type", &[2], Utf8, format_type_of),
+        ("pg_get_expr", &[2, 3], Utf8, expression),
+        ("pg_get_indexdef", &[1, 3], Utf8, index_definition),
+        ("pg_get_constraintdef", &[1, 2], Utf8, constraint_definition),
+        ("pg_encoding_to_char", &[1], Utf8, encoding_name),
+        ("obj_description", &[1, 2], Utf8, null_text),
+        ("col_description", &[2], Utf8, null_text),
+        ("shobj_description", &[2], Utf8, null_text),
+        ("pg_get_statisticsobjdef_columns", &[1], Utf8, null_text),
+        ("has_table_privilege", &[2, 3], Boolean, granted),
+        ("has_schema_privilege", &[2, 3], Boolean, granted),
+        ("has_database_privilege", &[2, 3], Boolean, granted),
+        ("has_column_privilege", &[3, 4], Boolean, granted),
+        ("has_any_column_privilege", &[2, 3], Boolean, granted),
+        ("pg_relation_is_publishable", &[1], Boolean, not_publishable),
+        ("current_schemas", &[1], text_list, current_schemas),
+        ("to_regclass", &[1], UInt32, to_regclass),
+        (REG_OID, &[2], UInt32, reg_oid),
+        (REG_NAME, &[2], Utf8, reg_name),
+    ];
+    table
+        .into_iter()
+        .map(|(name, arities, returns, body)| {
+            let signatures = arities
+                .iter()
+                .map(|&n| match n {
+                    0 => TypeSignature::Nullary,
+                    n => TypeSignature::Any(n),
+                })
+                .collect();
+            ScalarUDF::from(CatalogFunction {
+                name,
+                returns,
+                body,
+                source: source.clone(),
+                signature: Signature::one_of(signatures, Volatility::Stable),
+                view: None,
+            })
+        })
+        .collect()
+}
+
+/// An OID argument: any integer, or text holding one.
+fn oid_arg(value: &ScalarValue) -> Option<u32> {
+    match value {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => s.trim().parse().ok(),
+        v if v.is_null() => None,
+        v => v.cast_to(&DataType::Int64).ok().and_then(|v| match v {
+            ScalarValue::Int64(Some(n)) => u32::try_from(n).ok(),
+            _ => None,
+        }),
+    }
+}
+
+fn int_arg(value: &ScalarValue) -> Option<i64> {
+    match value.cast_to(&DataType::Int64).ok()? {
+        ScalarValue::Int64(n) => n,
+        _ => None,
+    }
+}
+
+fn text_arg(value: &ScalarValue) -> Option<String> {
+    match value {
+        ScalarValue::Utf8(s) | ScalarValue::Utf8View(s) | ScalarValue::LargeUtf8(s) => s.clone(),
+        v if v.is_null() => None,
+        v => Some(v.to_string()),
+    }
+}
+
+fn text(value: Option<String>) -> DfResult<ScalarValue> {
+    Ok(ScalarValue::Utf8(value))
+}
+
+fn arg(args: &[ScalarValue], i: usize) -> &ScalarValue {
+    args.get(i).unwrap_or(&ScalarValue::Null)
+}
+
+fn table_is_visible(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    Ok(ScalarValue::Boolean(match oid_arg(arg(args, 0)) {
+        Some(oid) => Some(call.view()?.is_visible(oid)),
+        None => None,
+    }))
+}
+
+fn user_by_id(_call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    text(oid_arg(arg(args, 0)).map(|oid| match oid {
+        SUPERUSER_OID => SUPERUSER.to_owned(),
+        other => format!("unknown (OID={other})"),
+    }))
+}
+
+fn format_type_of(_call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    let Some(oid) = oid_arg(arg(args, 0)) else {
+        return text(None);
+    };
+    let typmod = int_arg(arg(args, 1))
+        .and_then(|m| i32::try_from(m).ok())
+        .unwrap_or(-1);
+    text(Some(
+        format_type(oid, typmod).unwrap_or_else(|| "???".into()),
+    ))
+}
+
+/// `pg_get_expr`: expressions are kept as their SQL text.
+fn expression(_call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    text(text_arg(arg(args, 0)))
+}
+
+fn index_definition(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    let Some(oid) = oid_arg(arg(args, 0)) else {
+        return text(None);
+    };
+    let column = int_arg(arg(args, 1)).unwrap_or(0);
+    let view = call.view()?;
+    text(view.index(oid).and_then(|index| {
+        match column {
+            0 => Some(index.definition()),
+            n => usize::try_from(n - 1)
+                .ok()
+                .and_then(|i| index.positions.get(i))
+                .map(|&p| index.table.columns[p].name.clone()),
+        }
+    }))
+}
+
+fn constraint_definition(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    let Some(oid) = oid_arg(arg(args, 0)) else {
+        return text(None);
+    };
+    text(call.view()?.index(oid).map(|index| index.constraint()))
+}
+
+fn encoding_name(_call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    text(int_arg(arg(args, 0)).map(|n| match n {
+        0 => "SQL_ASCII".into(),
+        6 => "UTF8".into(),
+        _ => String::new(),
+    }))
+}
+
+fn null_text(_call: &Call<'_>, _args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    text(None)
+}
+
+fn granted(_call: &Call<'_>, _args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    Ok(ScalarValue::Boolean(Some(true)))
+}
+
+fn not_publishable(_call: &Call<'_>, _args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    Ok(ScalarValue::Boolean(Some(false)))
+}
+
+/// `current_schemas(include_implicit)`: the search path's schemas that
+/// exist, `pg_catalog` first when implicit ones are asked for.
+fn current_schemas(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    let implicit = matches!(arg(args, 0), ScalarValue::Boolean(Some(true)));
+    let view = call.view()?;
+    let schemas: Vec<ScalarValue> = view
+        .path
+        .iter()
+        .skip(usize::from(!implicit))
+        .filter(|s| view.schemas().any(|known| known == s.as_str()))
+        .map(|s| ScalarValue::Utf8(Some(s.clone())))
+        .collect();
+    Ok(ScalarValue::List(ScalarValue::new_list_nullable(
+        &schemas,
+        &DataType::Utf8,
+    )))
+}
+
+fn to_regclass(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    let name = text_arg(arg(args, 0));
+    Ok(ScalarValue::UInt32(match name {
+        Some(name) => call.view()?.relation_oid(&unquote(&name)),
+        None => None,
+    }))
+}
+
+/// A name as written in a `reg*` literal: `"Mixed"` keeps its case,
+/// unquoted names fold to lower case.
+fn unquote(name: &str) -> String {
+    name.split('.')
+        .map(
+            |part| match part.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+                Some(quoted) => quoted.replace("\"\"", "\""),
+                None => part.to_lowercase(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+fn reg_error(class: ErrorClass, message: String) -> DataFusionError {
+    DataFusionError::External(Box::new(SqlError::new(class, message)))
+}
+
+/// `value::regclass` (or regtype, ...): an OID as it is, a name looked up.
+fn reg_oid(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    let kind = text_arg(arg(args, 0)).unwrap_or_default();
+    let value = arg(args, 1);
+    let name = match value {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s))
+            if s.trim().parse::<u32>().is_err() =>
+        {
+            unquote(s.trim())
+        }
+        v => return Ok(ScalarValue::UInt32(oid_arg(v))),
+    };
+    let bare = name.strip_prefix("pg_catalog.").unwrap_or(&name);
+    let oid = match kind.as_str() {
+        "regclass" => call.view()?.relation_oid(&name).ok_or_else(|| {
+            reg_error(
+                ErrorClass::UndefinedTable,
+                format!("relation \"{name}\" does not exist"),
+            )
+        })?,
+        "regtype" => types::by_name(bare).map(|t| t.oid).ok_or_else(|| {
+            reg_error(
+                ErrorClass::UndefinedObject,
+                format!("type \"{name}\" does not exist"),
+            )
+        })?,
+        "regnamespace" => call
+            .view()?
+            .schemas()
+            .find(|s| *s == name)
+            .map(schema_oid)
+            .ok_or_else(|| {
+                reg_error(
+                    ErrorClass::InvalidSchemaName,
+                    format!("schema \"{name}\" does not exist"),
+                )
+            })?,
+        "regrole" if name == SUPERUSER => SUPERUSER_OID,
+        "regproc" | "regprocedure" if bare == "array_in" => ARRAY_IN_OID,
+        _ => {
+            return Err(reg_error(
+                ErrorClass::UndefinedObject,
+                format!("{kind} \"{name}\" does not exist"),
+            ));
+        }
+    };
+    Ok(ScalarValue::UInt32(Some(oid)))
+}
+
+/// `value::regclass::text`: the name of what the OID (or name) means.
+fn reg_name(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    let ScalarValue::UInt32(oid) = reg_oid(call, args)? else {
+        return text(None);
+    };
+    let Some(oid) = oid else {
+        return text(None);
+    };
+    let kind = text_arg(arg(args, 0)).unwrap_or_default();
+    let name = match kind.as_str() {
+        // Qualified when the search path would not find it.
+        "regclass" => {
+            let view = call.view()?;
+            let named = view
+                .table(oid)
+                .map(|t| (schema_of(&t.name), name_in_schema(&t.name).to_owned()))
+                .or_else(|| view.index(oid).map(|i| (schema_of(&i.table.name), i.name)));
+            named.map(|(schema, name)| match view.is_visible(oid) {
+                true => quote_ident(&name),
+                false => format!("{}.{}", quote_ident(schema), quote_ident(&name)),
+            })
+        }
+        "regtype" => format_type(oid, -1),
+        "regnamespace" => call
+            .view()?
+            .schemas()
+            .find(|s| schema_oid(s) == oid)
+            .map(str::to_owned),
+        "regrole" if oid == SUPERUSER_OID => Some(SUPERUSER.to_owned()),
+        "regproc" | "regprocedure" if oid == ARRAY_IN_OID => Some("array_in".to_owned()),
+        _ => None,
+    };
+    text(Some(name.unwrap_or_else(|| oid.to_string())))
+}
