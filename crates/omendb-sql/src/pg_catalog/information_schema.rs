@@ -5,9 +5,9 @@
 
 use omendb_storage::{DataType, name_in_schema, schema_of};
 
-use super::rows::Table;
+use super::rows::{Row, Table};
 use super::types::{self, format_type};
-use super::{CatalogView, Definition, INFORMATION_SCHEMA, SUPERUSER};
+use super::{CatalogView, Definition, INFORMATION_SCHEMA, Index, SUPERUSER};
 
 const CATALOG: &str = "omendb";
 
@@ -171,17 +171,23 @@ fn columns(view: &CatalogView, table: &mut Table) {
     }
 }
 
+/// A row naming `index`'s constraint and its table.
+fn constraint_row<'t>(table: &'t mut Table, index: &Index<'_>) -> Row<'t> {
+    let def = index.table;
+    let mut row = table.row();
+    row.set("constraint_catalog", CATALOG)
+        .set("constraint_schema", schema_of(&def.name))
+        .set("constraint_name", index.name.as_str())
+        .set("table_catalog", CATALOG)
+        .set("table_schema", schema_of(&def.name))
+        .set("table_name", name_in_schema(&def.name));
+    row
+}
+
 fn table_constraints(view: &CatalogView, table: &mut Table) {
     for def in view.tables() {
         for index in view.indexes(def) {
-            table
-                .row()
-                .set("constraint_catalog", CATALOG)
-                .set("constraint_schema", schema_of(&def.name))
-                .set("constraint_name", index.name.as_str())
-                .set("table_catalog", CATALOG)
-                .set("table_schema", schema_of(&def.name))
-                .set("table_name", name_in_schema(&def.name))
+            constraint_row(table, &index)
                 .set(
                     "constraint_type",
                     if index.primary {
@@ -202,14 +208,7 @@ fn key_column_usage(view: &CatalogView, table: &mut Table) {
     for def in view.tables() {
         for index in view.indexes(def) {
             for (i, &p) in index.positions.iter().enumerate() {
-                table
-                    .row()
-                    .set("constraint_catalog", CATALOG)
-                    .set("constraint_schema", schema_of(&def.name))
-                    .set("constraint_name", index.name.as_str())
-                    .set("table_catalog", CATALOG)
-                    .set("table_schema", schema_of(&def.name))
-                    .set("table_name", name_in_schema(&def.name))
+                constraint_row(table, &index)
                     .set("column_name", def.columns[p].name.as_str())
                     .set("ordinal_position", i64::try_from(i + 1).unwrap_or(i64::MAX));
             }
