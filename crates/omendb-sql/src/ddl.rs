@@ -4,8 +4,8 @@
 
 use datafusion::sql::sqlparser::ast::{
     AlterTable, AlterTableOperation, ColumnDef as SqlColumnDef, ColumnOption, CreateTable,
-    NullsDistinctOption, ObjectName, RenameTableNameKind, SchemaName, TableConstraint, Truncate,
-    UniqueConstraint,
+    NullsDistinctOption, ObjectName, PrimaryKeyConstraint, RenameTableNameKind, SchemaName,
+    TableConstraint, Truncate, UniqueConstraint,
 };
 use omendb_storage::{ColumnSpec, KeyRange, PUBLIC_SCHEMA, Value, schema_of};
 
@@ -146,21 +146,9 @@ pub(crate) fn create_table(session: &SqlSession, create: CreateTable) -> Result<
         match constraint {
             TableConstraint::PrimaryKey(pk) => {
                 if !primary_key.is_empty() {
-                    return Err(SqlError::new(
-                        ErrorClass::SyntaxError,
-                        format!("multiple primary keys for table \"{name}\" are not allowed"),
-                    ));
+                    return Err(multiple_primary_keys(&name));
                 }
-                for column in &pk.columns {
-                    primary_key.push(match &column.column.expr {
-                        datafusion::sql::sqlparser::ast::Expr::Identifier(id) => ident(id),
-                        other => {
-                            return Err(SqlError::unsupported(format!(
-                                "primary key on expression {other}"
-                            )));
-                        }
-                    });
-                }
+                primary_key = primary_key_columns(pk)?;
             }
             TableConstraint::Unique(unique) => {
                 uniques.push((unique.name.as_ref().map(ident), unique_columns(unique)?));
@@ -272,6 +260,26 @@ pub(crate) fn drop_schemas(
         })?;
     }
     Ok(command("DROP SCHEMA"))
+}
+
+fn multiple_primary_keys(table: &str) -> SqlError {
+    SqlError::new(
+        ErrorClass::InvalidTableDefinition,
+        format!("multiple primary keys for table \"{table}\" are not allowed"),
+    )
+}
+
+/// The columns of a PRIMARY KEY constraint, in key order.
+fn primary_key_columns(pk: &PrimaryKeyConstraint) -> Result<Vec<String>> {
+    pk.columns
+        .iter()
+        .map(|column| match &column.column.expr {
+            datafusion::sql::sqlparser::ast::Expr::Identifier(id) => Ok(ident(id)),
+            other => Err(SqlError::unsupported(format!(
+                "primary key on expression {other}"
+            ))),
+        })
+        .collect()
 }
 
 pub(crate) async fn alter_table(
@@ -400,6 +408,20 @@ pub(crate) async fn alter_table(
                     ));
                 }
                 def.renamed(&stored)
+            }
+            AlterTableOperation::AddConstraint {
+                constraint: TableConstraint::PrimaryKey(pk),
+                ..
+            } => {
+                if !def.has_row_id() {
+                    return Err(multiple_primary_keys(omendb_storage::name_in_schema(&name)));
+                }
+                let columns = primary_key_columns(&pk)?;
+                let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+                session
+                    .txn()
+                    .with(|txn| Ok(txn.add_primary_key(&name, &columns)?))?;
+                continue;
             }
             AlterTableOperation::AddConstraint {
                 constraint: TableConstraint::Unique(unique),

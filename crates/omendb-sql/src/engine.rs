@@ -25,8 +25,6 @@ use datafusion::sql::sqlparser::ast::{
     Reset, Set, SetExpr, Statement, TableObject, TransactionIsolationLevel, TransactionMode,
     UnaryOperator, Value as SqlValue,
 };
-use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
 use futures::TryStreamExt;
 use omendb_storage::{
     Catalog, ColumnBuilder, Database, Isolation, ScanRequest, TableDef, TxnReader, Value, value_at,
@@ -601,6 +599,27 @@ impl SqlEngine {
                 }
                 Ok(command("DROP TABLE"))
             }
+            // Storage reclaims space and keeps zone maps on its own
+            // (flush, compaction): VACUUM and ANALYZE only check their
+            // tables exist.
+            Statement::Vacuum(vacuum) => {
+                if session.status != TransactionStatus::Idle {
+                    return Err(SqlError::new(
+                        ErrorClass::ActiveTransaction,
+                        "VACUUM cannot run inside a transaction block",
+                    ));
+                }
+                if let Some(name) = &vacuum.table_name {
+                    session.table_name(name)?;
+                }
+                Ok(command("VACUUM"))
+            }
+            Statement::Analyze(analyze) => {
+                if let Some(name) = &analyze.table_name {
+                    session.table_name(name)?;
+                }
+                Ok(command("ANALYZE"))
+            }
             Statement::Insert(insert) => insert::insert(session, insert).await,
             Statement::Update(update) => dml::update(session, update).await,
             Statement::Delete(delete) => dml::delete(session, delete).await,
@@ -887,7 +906,7 @@ fn aborted() -> SqlError {
 /// The statements of SQL text, in PostgreSQL's grammar (as sqlparser has
 /// it).
 fn parse_grammar(sql: &str) -> Result<Vec<Statement>> {
-    Parser::parse_sql(&PostgreSqlDialect {}, sql)
+    pg_syntax::parse_statements(sql)
         .map_err(|e| SqlError::new(ErrorClass::SyntaxError, e.to_string()))
 }
 

@@ -45,6 +45,7 @@ pub enum ErrorClass {
     CantChangeParameter,
     CardinalityViolation,
     InvalidColumnReference,
+    InvalidTableDefinition,
     /// The client or a timeout cancelled the statement (57014).
     QueryCanceled,
     FeatureNotSupported,
@@ -89,6 +90,7 @@ impl ErrorClass {
             ErrorClass::CantChangeParameter => "55P02",
             ErrorClass::CardinalityViolation => "21000",
             ErrorClass::InvalidColumnReference => "42P10",
+            ErrorClass::InvalidTableDefinition => "42P16",
             ErrorClass::QueryCanceled => "57014",
             ErrorClass::FeatureNotSupported => "0A000",
             ErrorClass::DiskFull => "53100",
@@ -147,6 +149,7 @@ impl From<StorageError> for SqlError {
             ErrorKind::DuplicateSchema => ErrorClass::DuplicateSchema,
             ErrorKind::SchemaNotEmpty => ErrorClass::DependentObjectsStillExist,
             ErrorKind::InvalidInput => ErrorClass::DataException,
+            ErrorKind::StringTooLong => ErrorClass::StringDataRightTruncation,
             ErrorKind::Unsupported => ErrorClass::FeatureNotSupported,
             ErrorKind::DiskFull => ErrorClass::DiskFull,
             ErrorKind::OutOfMemory => ErrorClass::OutOfMemory,

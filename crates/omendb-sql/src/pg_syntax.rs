@@ -1,5 +1,10 @@
-//! PostgreSQL spellings DataFusion does not plan, rewritten after parsing
-//! into ones it does. Clients' catalog queries are full of them:
+//! PostgreSQL spellings sqlparser does not read or DataFusion does not
+//! plan, rewritten into ones they do. Before parsing, a COPY option's
+//! `on`/`off` (`WITH (FREEZE on)`, as pgbench writes it) becomes
+//! `TRUE`/`FALSE`, and VACUUM's options (`VACUUM ANALYZE t`, `VACUUM
+//! (VERBOSE) t`) are dropped: sqlparser reads Redshift's VACUUM, and
+//! VACUUM does nothing here. After parsing (clients' catalog queries are
+//! full of these):
 //!
 //! - `a OPERATOR(pg_catalog.~) b` is `a ~ b`;
 //! - `x COLLATE pg_catalog.default` (or `"C"`, `"POSIX"`) is `x`: text
@@ -33,7 +38,9 @@ use datafusion::sql::sqlparser::ast::{
     VisitorMut, visit_expressions, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use crate::pg_catalog::{self, PG_CATALOG};
 use crate::single_row::SINGLE_ROW;
@@ -66,6 +73,90 @@ const AGGREGATES: &[&str] = &[
     "last",
     SINGLE_ROW,
 ];
+
+/// The statements of `sql` in PostgreSQL's grammar, COPY options' `on`
+/// and `off` read as `TRUE` and `FALSE`.
+pub(crate) fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParserError> {
+    let dialect = PostgreSqlDialect {};
+    let mut tokens = Tokenizer::new(&dialect, sql)
+        .with_unescape(true)
+        .tokenize_with_location()?;
+    drop_vacuum_options(&mut tokens);
+    let mut in_copy = None;
+    let mut previous = Keyword::NoKeyword;
+    for token in &mut tokens {
+        match &mut token.token {
+            Token::Whitespace(_) => continue,
+            Token::SemiColon => in_copy = None,
+            Token::Word(word) => {
+                let copy = *in_copy.get_or_insert(word.keyword == Keyword::COPY);
+                let option = matches!(previous, Keyword::FREEZE | Keyword::HEADER);
+                if copy && option && word.quote_style.is_none() {
+                    let value = match word.keyword {
+                        Keyword::ON => Some(("TRUE", Keyword::TRUE)),
+                        Keyword::OFF => Some(("FALSE", Keyword::FALSE)),
+                        _ => None,
+                    };
+                    if let Some((value, keyword)) = value {
+                        word.value = value.to_owned();
+                        word.keyword = keyword;
+                    }
+                }
+                previous = word.keyword;
+                continue;
+            }
+            _ => {}
+        }
+        in_copy.get_or_insert(false);
+        previous = Keyword::NoKeyword;
+    }
+    Parser::new(&dialect)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+}
+
+/// Removes the options after each VACUUM: the words FULL, FREEZE,
+/// VERBOSE, ANALYZE and a parenthesized list.
+fn drop_vacuum_options(tokens: &mut Vec<TokenWithSpan>) {
+    let is_word =
+        |t: &TokenWithSpan, k: Keyword| matches!(&t.token, Token::Word(w) if w.keyword == k);
+    let mut i = 0;
+    while i < tokens.len() {
+        if !is_word(&tokens[i], Keyword::VACUUM) {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        loop {
+            while tokens
+                .get(j)
+                .is_some_and(|t| matches!(t.token, Token::Whitespace(_)))
+            {
+                j += 1;
+            }
+            let Some(token) = tokens.get(j) else { break };
+            let option = [
+                Keyword::FULL,
+                Keyword::FREEZE,
+                Keyword::VERBOSE,
+                Keyword::ANALYZE,
+            ]
+            .into_iter()
+            .any(|k| is_word(token, k));
+            if option {
+                tokens.remove(j);
+            } else if token.token == Token::LParen {
+                let Some(close) = tokens[j..].iter().position(|t| t.token == Token::RParen) else {
+                    break;
+                };
+                tokens.drain(j..=j + close);
+            } else {
+                break;
+            }
+        }
+        i = j;
+    }
+}
 
 /// Rewrites the PostgreSQL spellings in `statement` (see the module).
 pub(crate) fn rewrite(statement: &mut Statement) {
@@ -701,6 +792,33 @@ mod tests {
             "SELECT lower(c.relname) FROM pg_class c WHERE c.relname ~ '^(t)$'"
         );
         assert_eq!(rewritten("SELECT 1::pg_catalog.int4"), "SELECT 1::INT4");
+    }
+
+    #[test]
+    fn copy_options_take_on_and_off_but_other_statements_keep_them() {
+        let copy = parse_statements("COPY t FROM STDIN WITH (FREEZE on, HEADER off)").unwrap();
+        assert_eq!(
+            copy[0].to_string(),
+            "COPY t FROM STDIN (FREEZE, HEADER FALSE)"
+        );
+        let join = "SELECT 1 FROM a JOIN b AS header ON a.x = header.x";
+        assert_eq!(parse_statements(join).unwrap()[0].to_string(), join);
+    }
+
+    #[test]
+    fn vacuum_options_are_dropped() {
+        for sql in [
+            "VACUUM ANALYZE t",
+            "VACUUM (VERBOSE, ANALYZE) t",
+            "vacuum full t",
+        ] {
+            assert_eq!(
+                parse_statements(sql).unwrap()[0].to_string(),
+                "VACUUM t",
+                "{sql}"
+            );
+        }
+        assert_eq!(parse_statements("VACUUM").unwrap()[0].to_string(), "VACUUM");
     }
 
     #[test]

@@ -73,6 +73,21 @@ pub(crate) fn column_type(ty: &SqlType) -> Result<DataType> {
                 Some(CharacterLength::Max) => return Err(unsupported()),
             },
         },
+        SqlType::Char(length) | SqlType::Character(length) => DataType::Char {
+            len: match length {
+                None => 1,
+                Some(CharacterLength::IntegerLength { length, .. }) => u32::try_from(*length)
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| {
+                        SqlError::new(
+                            ErrorClass::DataException,
+                            format!("length for type char must be at least 1: {length}"),
+                        )
+                    })?,
+                Some(CharacterLength::Max) => return Err(unsupported()),
+            },
+        },
         SqlType::Bytea => DataType::Bytea,
         SqlType::Date => DataType::Date,
         SqlType::Timestamp(_, TimezoneInfo::None | TimezoneInfo::WithoutTimeZone) => {

@@ -31,6 +31,8 @@ pub enum ErrorKind {
     DuplicateColumn,
     /// A value does not fit its column, or a request is malformed.
     InvalidInput,
+    /// A string is longer than its column's type allows.
+    StringTooLong,
     /// A feature or type combination the engine does not support.
     Unsupported,
     /// The disk is full.
@@ -74,6 +76,8 @@ pub enum StorageError {
     DuplicateColumn { table: String, column: String },
     #[error("{message}")]
     InvalidInput { message: String },
+    #[error("value too long for type {ty}")]
+    StringTooLong { ty: String },
     #[error("{message}")]
     Unsupported { message: String },
     #[error("disk full while writing {path}")]
@@ -116,6 +120,7 @@ impl StorageError {
             StorageError::UndefinedColumn { .. } => ErrorKind::UndefinedColumn,
             StorageError::DuplicateColumn { .. } => ErrorKind::DuplicateColumn,
             StorageError::InvalidInput { .. } => ErrorKind::InvalidInput,
+            StorageError::StringTooLong { .. } => ErrorKind::StringTooLong,
             StorageError::Unsupported { .. } => ErrorKind::Unsupported,
             StorageError::DiskFull { .. } => ErrorKind::DiskFull,
             StorageError::OutOfMemory { .. } => ErrorKind::OutOfMemory,

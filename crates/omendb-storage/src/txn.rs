@@ -352,6 +352,52 @@ impl Transaction {
         self.change_catalog(CatalogOp::AlterTable(def))
     }
 
+    /// Gives `table`, keyed by its hidden row id, the primary key
+    /// `columns` (NOT NULL from now on): the table is made again under the
+    /// new key, with its rows, columns and unique constraints, so a NULL
+    /// or a repeated key fails the transaction as an insert would.
+    pub fn add_primary_key(&mut self, table: &str, columns: &[&str]) -> Result<()> {
+        let def = self.table(table)?;
+        if !def.has_row_id() {
+            return Err(StorageError::invalid(format!(
+                "table \"{table}\" has a primary key already"
+            )));
+        }
+        let rows: Vec<Row> = self.scan(table, KeyRange::all())?.collect::<Result<_>>()?;
+        let specs = def
+            .columns
+            .iter()
+            .map(|c| ColumnSpec {
+                name: c.name.clone(),
+                data_type: c.data_type.clone(),
+                nullable: c.nullable,
+                default: c.default.clone(),
+            })
+            .collect();
+        let uniques: Vec<(String, Vec<String>)> = def
+            .unique
+            .iter()
+            .map(|u| {
+                let names = def
+                    .unique_positions(u)
+                    .into_iter()
+                    .map(|p| def.columns[p].name.clone())
+                    .collect();
+                (u.name.clone(), names)
+            })
+            .collect();
+        self.drop_table(table)?;
+        self.create_table(table, specs, columns)?;
+        for row in rows {
+            self.insert(table, row.values)?;
+        }
+        for (name, columns) in uniques {
+            let columns: Vec<&str> = columns.iter().map(String::as_str).collect();
+            self.add_unique(table, &name, &columns)?;
+        }
+        Ok(())
+    }
+
     /// Adds the unique constraint `name` on `columns` of `table`, indexing
     /// the rows it has (a unique violation if two share their values).
     pub fn add_unique(&mut self, table: &str, name: &str, columns: &[&str]) -> Result<()> {

@@ -41,6 +41,13 @@ pub enum DataType {
     Text {
         max_chars: Option<u32>,
     },
+    /// `character(n)` (`bpchar`): at most `n` characters, blank-padded in
+    /// PostgreSQL. Trailing spaces are insignificant to a `character(n)`
+    /// value (they compare, hash and count as absent), so they are not
+    /// stored.
+    Char {
+        len: u32,
+    },
     Bytea,
     Date,
     Timestamp,
@@ -112,7 +119,7 @@ impl DataType {
             DataType::Float32 => ArrowType::Float32,
             DataType::Float64 => ArrowType::Float64,
             DataType::Numeric { precision, scale } => ArrowType::Decimal128(*precision, *scale),
-            DataType::Text { .. } | DataType::Jsonb => ArrowType::Utf8,
+            DataType::Text { .. } | DataType::Char { .. } | DataType::Jsonb => ArrowType::Utf8,
             DataType::Bytea => ArrowType::Binary,
             DataType::Date => ArrowType::Date32,
             DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, None),
@@ -154,6 +161,11 @@ impl DataType {
             DataType::Text { max_chars: Some(0) } => {
                 return Err(StorageError::invalid(
                     "length for type varchar must be at least 1",
+                ));
+            }
+            DataType::Char { len: 0 } => {
+                return Err(StorageError::invalid(
+                    "length for type char must be at least 1",
                 ));
             }
             DataType::Vector { dims: Some(n) } if n == 0 || n > 16_000 => {
@@ -203,9 +215,17 @@ impl DataType {
                 if let Some(max) = max_chars
                     && text.chars().count() > *max as usize
                 {
-                    return Err(StorageError::invalid(format!(
-                        "value too long for type character varying({max})"
-                    )));
+                    return Err(StorageError::StringTooLong {
+                        ty: self.to_string(),
+                    });
+                }
+                true
+            }
+            (DataType::Char { len }, Value::Text(text)) => {
+                if text.trim_end_matches(' ').chars().count() > *len as usize {
+                    return Err(StorageError::StringTooLong {
+                        ty: self.to_string(),
+                    });
                 }
                 true
             }
@@ -250,6 +270,7 @@ impl fmt::Display for DataType {
             DataType::Numeric { precision, scale } => write!(f, "numeric({precision},{scale})"),
             DataType::Text { max_chars: None } => f.write_str("text"),
             DataType::Text { max_chars: Some(n) } => write!(f, "character varying({n})"),
+            DataType::Char { len } => write!(f, "character({len})"),
             DataType::Bytea => f.write_str("bytea"),
             DataType::Date => f.write_str("date"),
             DataType::Timestamp => f.write_str("timestamp without time zone"),

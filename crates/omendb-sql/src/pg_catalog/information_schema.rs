@@ -115,6 +115,7 @@ fn columns(view: &CatalogView, table: &mut Table) {
                 DataType::Vector { .. } => "USER-DEFINED".to_owned(),
                 DataType::Numeric { .. } => "numeric".to_owned(),
                 DataType::Text { max_chars: Some(_) } => "character varying".to_owned(),
+                DataType::Char { .. } => "character".to_owned(),
                 _ => format_type(oid, typmod).unwrap_or_default(),
             };
             let mut row = table.row();
@@ -152,6 +153,10 @@ fn columns(view: &CatalogView, table: &mut Table) {
                 .set("numeric_precision_radix", radix)
                 .set("numeric_scale", scale);
             match column.data_type {
+                DataType::Char { len } => {
+                    row.set("character_maximum_length", i64::from(len))
+                        .set("character_octet_length", i64::from(len) * 4);
+                }
                 DataType::Text { max_chars } => {
                     row.set("character_maximum_length", max_chars.map(i64::from))
                         .set(

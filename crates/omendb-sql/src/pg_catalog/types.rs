@@ -191,6 +191,10 @@ pub(crate) fn column_type(ty: &DataType) -> (u32, i32) {
             VARCHAR,
             i32::try_from(*n).map_or(-1, |n| n.saturating_add(4)),
         ),
+        DataType::Char { len } => (
+            1042,
+            i32::try_from(*len).map_or(-1, |n| n.saturating_add(4)),
+        ),
         DataType::Bytea => (17, -1),
         DataType::Date => (1082, -1),
         DataType::Timestamp => (1114, -1),
@@ -256,6 +260,7 @@ mod tests {
                 "character varying(20)",
             ),
             (DataType::Text { max_chars: None }, "text"),
+            (DataType::Char { len: 22 }, "character(22)"),
             (DataType::TimestampTz, "timestamp with time zone"),
             (DataType::Vector { dims: Some(3) }, "vector(3)"),
         ];

@@ -202,6 +202,10 @@ fn encode_type(ty: &DataType, out: &mut Vec<u8>) {
         DataType::Interval => out.push(13),
         DataType::Uuid => out.push(14),
         DataType::Jsonb => out.push(15),
+        DataType::Char { len } => {
+            out.push(17);
+            put_varint(out, u64::from(*len));
+        }
         DataType::Vector { dims } => {
             out.push(16);
             put_varint(out, dims.map_or(0, |n| u64::from(n) + 1));
@@ -238,6 +242,9 @@ fn decode_type(reader: &mut Reader<'_>) -> Result<DataType, String> {
         12 => DataType::TimestampTz,
         13 => DataType::Interval,
         14 => DataType::Uuid,
+        17 => DataType::Char {
+            len: u32::try_from(reader.varint()?).map_err(|_| "character length over u32")?,
+        },
         15 => DataType::Jsonb,
         16 => DataType::Vector {
             dims: optional(reader.varint()?)?,
@@ -296,6 +303,7 @@ mod tests {
             ColumnSpec::new("e", DataType::Vector { dims: Some(3) }),
             ColumnSpec::new("j", DataType::Jsonb),
             ColumnSpec::new("u", DataType::Uuid),
+            ColumnSpec::new("c", DataType::Char { len: 22 }),
         ];
         let a = TableDef::new(3, "metrics.a", every_type, &["id"]).unwrap();
         let mut a = a

@@ -96,7 +96,7 @@ fn writer_properties(def: &TableDef) -> WriterProperties {
 fn is_fixed_width(ty: &DataType) -> bool {
     !matches!(
         ty,
-        DataType::Text { .. } | DataType::Bytea | DataType::Jsonb
+        DataType::Text { .. } | DataType::Char { .. } | DataType::Bytea | DataType::Jsonb
     )
 }
 

@@ -933,3 +933,54 @@ fn stats_count_fsyncs_rows_flushes_compactions_and_segments() {
     assert!(stats.compactions > before.compactions);
     assert!(stats.segments < 3, "{stats:?}");
 }
+
+#[test]
+fn a_primary_key_added_later_rekeys_the_rows_and_keeps_unique_constraints() {
+    let fs = FaultFs::new();
+    let db = open(&fs);
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let columns = vec![
+        ColumnSpec::new("k", DataType::Int64),
+        ColumnSpec::new("v", DataType::Text { max_chars: None }),
+    ];
+    txn.create_table("kv", columns, &[]).unwrap();
+    txn.add_unique("kv", "kv_v_key", &["v"]).unwrap();
+    for (k, v) in [(3, "c"), (1, "a"), (2, "b")] {
+        txn.insert("kv", row(k, v)).unwrap();
+    }
+    txn.commit().unwrap();
+
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    txn.add_primary_key("kv", &["k"]).unwrap();
+    txn.commit().unwrap();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    // Rows now come back in key order and are found by key.
+    assert_eq!(
+        all(&mut txn),
+        vec![(1, "a".into()), (2, "b".into()), (3, "c".into())]
+    );
+    assert_eq!(get(&mut txn, 2).as_deref(), Some("b"));
+    let err = txn.insert("kv", row(4, "a")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UniqueViolation, "kv_v_key kept");
+    let err = txn.insert("kv", row(1, "z")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UniqueViolation, "the new key");
+    let err = txn.add_primary_key("kv", &["v"]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "one primary key");
+    drop(txn);
+
+    // A repeated or NULL key fails, and leaves the table as it was.
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let columns = vec![ColumnSpec::new("x", DataType::Int64)];
+    txn.create_table("dup", columns, &[]).unwrap();
+    txn.insert("dup", vec![Value::Int64(1)]).unwrap();
+    txn.insert("dup", vec![Value::Int64(1)]).unwrap();
+    txn.insert("dup", vec![Value::Null]).unwrap();
+    txn.commit().unwrap();
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    let err = txn.add_primary_key("dup", &["x"]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UniqueViolation);
+    drop(txn);
+    let mut txn = db.begin(Isolation::ReadCommitted);
+    assert!(txn.table("dup").unwrap().has_row_id());
+    assert_eq!(txn.scan("dup", KeyRange::all()).unwrap().count(), 3);
+}

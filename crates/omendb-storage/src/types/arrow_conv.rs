@@ -56,7 +56,7 @@ impl ColumnBuilder {
                 Decimal128Builder::with_capacity(capacity)
                     .with_data_type(ArrowType::Decimal128(*precision, *scale)),
             ),
-            DataType::Text { .. } | DataType::Jsonb => {
+            DataType::Text { .. } | DataType::Char { .. } | DataType::Jsonb => {
                 ColumnBuilder::Text(StringBuilder::with_capacity(capacity, capacity * 16))
             }
             DataType::Bytea => {
@@ -213,6 +213,13 @@ pub fn value_at(array: &dyn Array, row: usize, ty: &DataType) -> Result<Value> {
         DataType::Text { .. } => {
             Value::Text(downcast::<StringArray>(array, ty)?.value(row).to_owned())
         }
+        // Trailing spaces are not part of a character(n) value.
+        DataType::Char { .. } => Value::Text(
+            downcast::<StringArray>(array, ty)?
+                .value(row)
+                .trim_end_matches(' ')
+                .to_owned(),
+        ),
         DataType::Jsonb => Value::Json(downcast::<StringArray>(array, ty)?.value(row).to_owned()),
         DataType::Bytea => Value::Bytes(downcast::<BinaryArray>(array, ty)?.value(row).to_vec()),
         DataType::Date => Value::Date(downcast::<Date32Array>(array, ty)?.value(row)),

@@ -110,6 +110,7 @@ fn encode_component(ty: &DataType, value: &Value, out: &mut Vec<u8>) -> Result<(
             out.extend(((*unscaled as u128) ^ (1 << 127)).to_be_bytes());
         }
         (DataType::Text { .. }, Value::Text(s)) => escape(s.as_bytes(), out),
+        (DataType::Char { .. }, Value::Text(s)) => escape(s.trim_end_matches(' ').as_bytes(), out),
         (DataType::Bytea, Value::Bytes(b)) => escape(b, out),
         (DataType::Uuid, Value::Uuid(u)) => out.extend_from_slice(u),
         (_, Value::Null) => {
@@ -179,7 +180,7 @@ fn decode_component(ty: &DataType, bytes: &[u8]) -> Result<(Value, usize), Strin
                 16,
             )
         }
-        DataType::Text { .. } => {
+        DataType::Text { .. } | DataType::Char { .. } => {
             let (raw, used) = unescape(bytes)?;
             let text =
                 String::from_utf8(raw).map_err(|e| format!("invalid UTF-8 in text key: {e}"))?;
@@ -288,7 +289,7 @@ mod tests {
                 unscaled: (rng.u64() as i64 as i128) << rng.below(40),
                 scale: *scale,
             },
-            DataType::Text { .. } => Value::Text(
+            DataType::Text { .. } | DataType::Char { .. } => Value::Text(
                 (0..rng.below(5))
                     .map(|_| ['\0', 'a', 'b', 'é'][rng.below(4) as usize])
                     .collect(),
