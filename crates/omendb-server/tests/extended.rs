@@ -284,5 +284,19 @@ async fn catalog_oids_arrive_as_the_oid_type_in_both_formats() {
         row.get(1),
         Some("CREATE UNIQUE INDEX t_pkey ON public.t USING btree (id)")
     );
+    // Arrays, binary: int2[] and int2vector decode as lists; text arrays too.
+    let row = client
+        .query_one(
+            "SELECT c.conkey, i.indkey, current_schemas(true) FROM pg_constraint c \
+             JOIN pg_index i ON i.indexrelid = c.conindid WHERE c.conrelid = $1",
+            &[&oid],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.columns()[1].type_(), &Type::INT2_VECTOR);
+    let (conkey, indkey): (Vec<i16>, Vec<i16>) = (row.get(0), row.get(1));
+    assert_eq!((conkey, indkey), (vec![1], vec![1]));
+    let schemas: Vec<String> = row.get(2);
+    assert_eq!(schemas, vec!["pg_catalog", "public"]);
     assert!(server.stop().success());
 }

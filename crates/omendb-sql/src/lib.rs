@@ -49,4 +49,4 @@ pub use engine::{SqlEngine, SqlSession};
 pub use error::{ErrorClass, Result, SqlError};
 pub use handler::{CopyData, QueryHandler, StatementResult, TransactionStatus};
 pub use interrupt::Canceller;
-pub use text::{pg_text, timestamp_micros};
+pub use text::{VECTOR_ITEM, pg_text, timestamp_micros};

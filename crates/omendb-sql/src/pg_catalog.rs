@@ -38,7 +38,7 @@ use crate::schemas::search_path;
 use crate::settings::SharedSettings;
 use rows::{Columns, Table};
 
-pub(crate) use functions::{REG_NAME, REG_OID, functions};
+pub(crate) use functions::{EXPAND_ARRAY, REG_NAME, REG_OID, functions};
 
 pub(crate) const PG_CATALOG: &str = "pg_catalog";
 pub(crate) const INFORMATION_SCHEMA: &str = "information_schema";
@@ -204,6 +204,9 @@ impl CatalogView {
             None => self.path.iter().map(String::as_str).collect(),
         };
         path.iter().find_map(|schema| {
+            if let Some(oid) = system_relation_oid(schema, relation) {
+                return Some(oid);
+            }
             self.tables()
                 .filter(|t| schema_of(&t.name) == *schema)
                 .find_map(|t| {
@@ -253,6 +256,35 @@ fn definitions() -> impl Iterator<Item = &'static Definition> {
 
 fn definition(schema: &str, name: &str) -> Option<&'static Definition> {
     definitions().find(|d| d.schema == schema && d.name == name)
+}
+
+/// The OID of the system catalog `schema.name`: PostgreSQL's for the
+/// catalogs clients name (`'pg_class'::regclass` is 1259 everywhere),
+/// else one of a range PostgreSQL leaves unassigned, by position.
+fn system_relation_oid(schema: &str, name: &str) -> Option<u32> {
+    const KNOWN: &[(&str, u32)] = &[
+        ("pg_type", 1247),
+        ("pg_attribute", 1249),
+        ("pg_proc", 1255),
+        ("pg_class", 1259),
+        ("pg_database", 1262),
+        ("pg_am", 2601),
+        ("pg_attrdef", 2604),
+        ("pg_constraint", 2606),
+        ("pg_description", 2609),
+        ("pg_index", 2610),
+        ("pg_namespace", 2615),
+        ("pg_collation", 3456),
+    ];
+    let position = definitions().position(|d| d.schema == schema && d.name == name)?;
+    let known = KNOWN
+        .iter()
+        .find(|(n, _)| schema == PG_CATALOG && *n == name);
+    Some(
+        known.map_or(9_100 + u32::try_from(position).unwrap_or(0), |(_, oid)| {
+            *oid
+        }),
+    )
 }
 
 /// Whether `pg_catalog.name` exists and never has a row here: a query

@@ -13,6 +13,12 @@
 //! - `x::regclass` (and `regtype`, `regnamespace`, `regrole`, `regproc`)
 //!   is the OID `x` names, and `x::regclass::text` its name (see
 //!   `pg_catalog/functions.rs`); `x::oid` is an unsigned 32-bit integer;
+//! - `generate_subscripts(a, d)` is `unnest(generate_series(1,
+//!   array_length(a, d)))`: beside `unnest(a)` in a SELECT list the two
+//!   zip, as in PostgreSQL (SQLAlchemy reads key columns so);
+//! - `information_schema._pg_expandarray(a)` (pgjdbc's key columns) is
+//!   `unnest` of `a`'s `{x, n}` pairs, and `(_pg_expandarray(a)).x` /
+//!   `.n` are `unnest(a)` / the positions; `(row).field` is `row['field']`;
 //! - `ARRAY(SELECT e FROM ... ORDER BY ...)` is
 //!   `(SELECT array_agg(e ORDER BY ...) FROM ...)`;
 //! - a scalar subquery without an aggregate, `(SELECT e FROM ...)`, is
@@ -32,10 +38,10 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, CastKind, DataType as SqlType, Expr, FunctionArguments, GroupByExpr, Ident,
-    JoinOperator, ObjectName, ObjectNamePart, OrderByKind, Query, Select, SelectItem, SetExpr,
-    SetOperator, Statement, TableFactor, TableWithJoins, Value, Visit, VisitMut, Visitor,
-    VisitorMut, visit_expressions, visit_expressions_mut,
+    AccessExpr, BinaryOperator, CastKind, DataType as SqlType, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArguments, GroupByExpr, Ident, JoinOperator, ObjectName, ObjectNamePart, OrderByKind,
+    Query, Select, SelectItem, SetExpr, SetOperator, Statement, TableFactor, TableWithJoins, Value,
+    Visit, VisitMut, Visitor, VisitorMut, visit_expressions, visit_expressions_mut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
@@ -219,8 +225,39 @@ fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
             {
                 return array_of(query).map(|q| Expr::Subquery(Box::new(q)));
             }
+            if last_part(&function.name)?.eq_ignore_ascii_case("_pg_expandarray")
+                && let FunctionArguments::List(list) = &function.args
+                && let [array] = list.args.as_slice()
+            {
+                return parse_expr(&format!("unnest({}({array}))", pg_catalog::EXPAND_ARRAY));
+            }
             unqualify(&mut function.name);
+            if last_part(&function.name)?.eq_ignore_ascii_case("generate_subscripts")
+                && let FunctionArguments::List(list) = &function.args
+                && let [array, dimension] = list.args.as_slice()
+            {
+                return parse_expr(&format!(
+                    "unnest(generate_series(1, array_length({array}, {dimension})))"
+                ));
+            }
             None
+        }
+        Expr::CompoundFieldAccess { root, access_chain } => {
+            let [AccessExpr::Dot(Expr::Identifier(field))] = access_chain.as_slice() else {
+                return None;
+            };
+            let Some(array) = expanded_array(root) else {
+                // `(row).field`: DataFusion reads a struct field as `row['field']`.
+                let name = field.value.replace('\'', "''");
+                return parse_expr(&format!("{root}['{name}']"));
+            };
+            match field.value.to_lowercase().as_str() {
+                "x" => parse_expr(&format!("unnest({array})")),
+                "n" => parse_expr(&format!(
+                    "unnest(generate_series(1, array_length({array}, 1)))"
+                )),
+                _ => None,
+            }
         }
         Expr::Subquery(query) => {
             let guard = outer_conditions(query);
@@ -246,6 +283,38 @@ fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
         }
         _ => None,
     }
+}
+
+/// `a` of `unnest(omendb_expand_array(a))` (possibly parenthesized): what
+/// `_pg_expandarray(a)` became.
+fn expanded_array(expr: &Expr) -> Option<String> {
+    let expr = match expr {
+        Expr::Nested(inner) => inner.as_ref(),
+        other => other,
+    };
+    let Expr::Function(unnest) = expr else {
+        return None;
+    };
+    let FunctionArguments::List(list) = &unnest.args else {
+        return None;
+    };
+    let [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Function(expand)))] =
+        list.args.as_slice()
+    else {
+        return None;
+    };
+    if !last_part(&unnest.name)?.eq_ignore_ascii_case("unnest")
+        || last_part(&expand.name)? != pg_catalog::EXPAND_ARRAY
+    {
+        return None;
+    }
+    let FunctionArguments::List(inner) = &expand.args else {
+        return None;
+    };
+    let [array] = inner.args.as_slice() else {
+        return None;
+    };
+    Some(array.to_string())
 }
 
 /// The operator `OPERATOR(pg_catalog.<symbol>)` means.

@@ -35,6 +35,13 @@ pub fn pg_text(array: &dyn Array, row: usize) -> Option<String> {
             }
             text
         }
+        ArrowType::List(field) if field.name() == VECTOR_ITEM => {
+            let values = array.as_list::<i32>().value(row);
+            (0..values.len())
+                .filter_map(|i| pg_text(values.as_ref(), i))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
         ArrowType::List(_) => array_text(array.as_list::<i32>().value(row).as_ref()),
         _ => {
             let options = FormatOptions::default();
@@ -45,6 +52,10 @@ pub fn pg_text(array: &dyn Array, row: usize) -> Option<String> {
         }
     })
 }
+
+/// The element field name of a list that is one of PostgreSQL's vector
+/// types (`int2vector`, `oidvector`), written `1 2` rather than `{1,2}`.
+pub const VECTOR_ITEM: &str = "vector_item";
 
 /// An array value as PostgreSQL writes it: `{1,2}`, `{a,"b c",NULL}`.
 fn array_text(values: &dyn Array) -> String {

@@ -104,6 +104,9 @@ pub(super) fn put_value(array: &dyn Array, row: usize, out: &mut BytesMut) {
         DataType::LargeBinary => put_fixed(out, array.as_binary::<i64>().value(row)),
         DataType::BinaryView => put_fixed(out, array.as_binary_view().value(row)),
         DataType::FixedSizeBinary(16) => put_fixed(out, array.as_fixed_size_binary().value(row)),
+        DataType::List(_) if super::types::pg_type(array.data_type()) != Type::TEXT => {
+            put_array(array.as_list::<i32>().value(row).as_ref(), out);
+        }
         DataType::UInt64 | DataType::Decimal128(..) | DataType::Decimal256(..) => {
             let text = pg_text(array, row).unwrap_or_default();
             put_fixed(out, &numeric_bytes(&text));
@@ -113,6 +116,25 @@ pub(super) fn put_value(array: &dyn Array, row: usize, out: &mut BytesMut) {
             put_fixed(out, text.as_bytes());
         }
     }
+}
+
+/// A one-dimensional array in `array_send`'s form: dimensions, a has-NULL
+/// flag, the element type, the length and lower bound, then each element
+/// length-prefixed.
+fn put_array(values: &dyn Array, out: &mut BytesMut) {
+    let mut body = BytesMut::new();
+    let n = i32::try_from(values.len()).unwrap_or(i32::MAX);
+    body.put_i32(i32::from(n > 0));
+    body.put_i32(i32::from(values.null_count() > 0));
+    body.put_u32(super::types::pg_type(values.data_type()).oid());
+    if n > 0 {
+        body.put_i32(n);
+        body.put_i32(1);
+    }
+    for i in 0..values.len() {
+        put_value(values, i, &mut body);
+    }
+    put_fixed(out, &body);
 }
 
 fn put_fixed(out: &mut BytesMut, bytes: &[u8]) {

@@ -148,8 +148,10 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
             columns: description.columns,
         };
         state.statements.insert(name, Arc::new(prepared));
+        // Buffered: Sync (ReadyForQuery) or the client's Flush sends it,
+        // as PostgreSQL does (one write per round trip, not one per message).
         client
-            .send(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .feed(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
             .await?;
         Ok(())
     }
@@ -212,8 +214,9 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
             state: PortalState::Ready,
         };
         state.portals.insert(portal_name, portal);
+        // Buffered, as ParseComplete is.
         client
-            .send(PgWireBackendMessage::BindComplete(BindComplete::new()))
+            .feed(PgWireBackendMessage::BindComplete(BindComplete::new()))
             .await?;
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! sent as, its byte size in a RowDescription, and the Arrow type a
 //! parameter the client declared takes.
 
+use omendb_sql::VECTOR_ITEM;
 use omendb_sql::datafusion::arrow::datatypes::{DataType, IntervalUnit, TimeUnit};
 use pgwire::api::Type;
 
@@ -24,6 +25,32 @@ pub(super) fn pg_type(ty: &DataType) -> Type {
         DataType::Interval(_) | DataType::Duration(_) => Type::INTERVAL,
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView => Type::BYTEA,
         DataType::FixedSizeBinary(16) => Type::UUID,
+        DataType::List(item) => array_type(&pg_type(item.data_type()), item.name() == VECTOR_ITEM),
+        _ => Type::TEXT,
+    }
+}
+
+/// The array type of `element` (`int2vector`/`oidvector` for a catalog
+/// `vector`); `text` when there is none here (the value goes as text).
+fn array_type(element: &Type, vector: bool) -> Type {
+    match (element.clone(), vector) {
+        (Type::INT2, true) => Type::INT2_VECTOR,
+        (Type::OID, true) => Type::OID_VECTOR,
+        (Type::BOOL, _) => Type::BOOL_ARRAY,
+        (Type::INT2, _) => Type::INT2_ARRAY,
+        (Type::INT4, _) => Type::INT4_ARRAY,
+        (Type::INT8, _) => Type::INT8_ARRAY,
+        (Type::OID, _) => Type::OID_ARRAY,
+        (Type::FLOAT4, _) => Type::FLOAT4_ARRAY,
+        (Type::FLOAT8, _) => Type::FLOAT8_ARRAY,
+        (Type::NUMERIC, _) => Type::NUMERIC_ARRAY,
+        (Type::TEXT, _) => Type::TEXT_ARRAY,
+        (Type::BYTEA, _) => Type::BYTEA_ARRAY,
+        (Type::DATE, _) => Type::DATE_ARRAY,
+        (Type::TIMESTAMP, _) => Type::TIMESTAMP_ARRAY,
+        (Type::TIMESTAMPTZ, _) => Type::TIMESTAMPTZ_ARRAY,
+        (Type::INTERVAL, _) => Type::INTERVAL_ARRAY,
+        (Type::UUID, _) => Type::UUID_ARRAY,
         _ => Type::TEXT,
     }
 }

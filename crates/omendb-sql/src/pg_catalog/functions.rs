@@ -13,8 +13,12 @@
 use std::cell::OnceCell;
 use std::sync::Arc;
 
-use datafusion::arrow::array::ArrayRef;
-use datafusion::arrow::datatypes::{DataType, Field};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int32Array, Int64Array, ListArray, StructArray,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Fields, Int64Type};
 use datafusion::common::ScalarValue;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::expr::ScalarFunction;
@@ -34,6 +38,11 @@ use crate::error::{ErrorClass, SqlError};
 pub(crate) const REG_OID: &str = "omendb_reg_oid";
 /// The function `pg_syntax` makes of `x::regclass::text`: the name.
 pub(crate) const REG_NAME: &str = "omendb_reg_name";
+
+/// The function `pg_syntax` makes of `information_schema._pg_expandarray`
+/// (whose rows pair each element with its position): that list of pairs,
+/// `{x, n}`, to unnest.
+pub(crate) const EXPAND_ARRAY: &str = "omendb_expand_array";
 
 /// PostgreSQL's OID of `array_in`, the one `regproc` clients look up.
 const ARRAY_IN_OID: u32 = 750;
@@ -131,12 +140,13 @@ impl ScalarUDFImpl for CatalogFunction {
             .args
             .iter()
             .all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        // All-scalar arguments make one value (the batch may have no rows).
+        let rows = if scalar { 1 } else { args.number_rows };
         let arrays: Vec<ArrayRef> = args
             .args
             .iter()
-            .map(|a| a.to_array(args.number_rows))
+            .map(|a| a.to_array(rows))
             .collect::<DfResult<_>>()?;
-        let rows = if scalar { 1 } else { args.number_rows };
         let mut out = Vec::with_capacity(rows);
         for row in 0..rows {
             let values = arrays
@@ -164,8 +174,14 @@ impl ScalarUDFImpl for CatalogFunction {
 pub(crate) fn functions(source: &CatalogSource) -> Vec<ScalarUDF> {
     use DataType::{Boolean, UInt32, Utf8};
     let text_list = DataType::List(Arc::new(Field::new("item", Utf8, true)));
+    let pairs = DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(pair_fields()),
+        true,
+    )));
     let table: Vec<(&'static str, &[usize], DataType, Body)> = vec![
         ("pg_table_is_visible", &[1], Boolean, table_is_visible),
+        ("pg_type_is_visible", &[1], Boolean, type_is_visible),
         ("pg_get_userbyid", &[1], Utf8, user_by_id),
         ("format_type", &[2], Utf8, format_type_of),
         ("pg_get_expr", &[2, 3], Utf8, expression),
@@ -184,8 +200,11 @@ pub(crate) fn functions(source: &CatalogSource) -> Vec<ScalarUDF> {
         ("pg_relation_is_publishable", &[1], Boolean, not_publishable),
         ("current_schemas", &[1], text_list, current_schemas),
         ("to_regclass", &[1], UInt32, to_regclass),
+        ("to_regtype", &[1], UInt32, to_regtype),
+        ("to_regnamespace", &[1], UInt32, to_regnamespace),
         (REG_OID, &[2], UInt32, reg_oid),
         (REG_NAME, &[2], Utf8, reg_name),
+        (EXPAND_ARRAY, &[1], pairs, expand_array),
     ];
     table
         .into_iter()
@@ -207,6 +226,42 @@ pub(crate) fn functions(source: &CatalogSource) -> Vec<ScalarUDF> {
             })
         })
         .collect()
+}
+
+/// The fields of `_pg_expandarray`'s rows: the element and its position.
+fn pair_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("x", DataType::Int64, true),
+        Field::new("n", DataType::Int32, false),
+    ])
+}
+
+/// The elements of an integer array with their positions (from 1).
+fn expand_array(_call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    let elements: Vec<Option<i64>> = match arg(args, 0) {
+        ScalarValue::List(list) if !list.is_null(0) => {
+            let values = cast(list.value(0).as_ref(), &DataType::Int64)?;
+            values.as_primitive::<Int64Type>().iter().collect()
+        }
+        _ => Vec::new(),
+    };
+    let positions = (1..=elements.len()).map(|n| i32::try_from(n).unwrap_or(i32::MAX));
+    let pairs = StructArray::new(
+        pair_fields(),
+        vec![
+            Arc::new(Int64Array::from(elements)) as ArrayRef,
+            Arc::new(Int32Array::from_iter_values(positions)),
+        ],
+        None,
+    );
+    let field = Arc::new(Field::new("item", DataType::Struct(pair_fields()), true));
+    let list = ListArray::new(
+        field,
+        OffsetBuffer::from_lengths([pairs.len()]),
+        Arc::new(pairs),
+        None,
+    );
+    Ok(ScalarValue::List(Arc::new(list)))
 }
 
 /// An OID argument: any integer, or text holding one.
@@ -249,6 +304,13 @@ fn table_is_visible(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarVal
         Some(oid) => Some(call.view()?.is_visible(oid)),
         None => None,
     }))
+}
+
+/// Every type is in `pg_catalog` or `public`, both on the path.
+fn type_is_visible(_call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    Ok(ScalarValue::Boolean(
+        oid_arg(arg(args, 0)).map(|oid| types::by_oid(oid).is_some()),
+    ))
 }
 
 fn user_by_id(_call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
@@ -337,12 +399,33 @@ fn current_schemas(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValu
     )))
 }
 
+/// `to_regclass(name)` and its siblings: the OID, or NULL where the cast
+/// would fail.
+fn to_reg(kind: &str, call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    let value = match arg(args, 0) {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => s.clone(),
+        _ => return Ok(ScalarValue::UInt32(None)),
+    };
+    let args = [
+        ScalarValue::Utf8(Some(kind.to_owned())),
+        ScalarValue::Utf8(Some(value)),
+    ];
+    match reg_oid(call, &args) {
+        Err(DataFusionError::External(_)) => Ok(ScalarValue::UInt32(None)),
+        other => other,
+    }
+}
+
 fn to_regclass(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
-    let name = text_arg(arg(args, 0));
-    Ok(ScalarValue::UInt32(match name {
-        Some(name) => call.view()?.relation_oid(&unquote(&name)),
-        None => None,
-    }))
+    to_reg("regclass", call, args)
+}
+
+fn to_regtype(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    to_reg("regtype", call, args)
+}
+
+fn to_regnamespace(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    to_reg("regnamespace", call, args)
 }
 
 /// A name as written in a `reg*` literal: `"Mixed"` keeps its case,

@@ -130,6 +130,12 @@ pub(super) const DEFINITIONS: &[Definition] = &[
     ),
     table("pg_settings", PG_SETTINGS, pg_settings),
     table(
+        "pg_opclass",
+        "oid:oid opcmethod:oid opcname:name opcnamespace:oid opcowner:oid opcfamily:oid \
+         opcintype:oid opcdefault:bool opckeytype:oid",
+        operator_classes,
+    ),
+    table(
         "pg_tablespace",
         "oid:oid spcname:name spcowner:oid spcacl:aclitem[] spcoptions:text[]",
         tablespaces,
@@ -350,6 +356,11 @@ fn indexes(view: &CatalogView, table: &mut Table) {
         for index in view.indexes(def) {
             let keys: Vec<i16> = index.positions.iter().map(|&p| attnum(p)).collect();
             let n = column_count(keys.len());
+            let opclasses = index
+                .positions
+                .iter()
+                .map(|&p| types::default_opclass(types::column_type(&def.columns[p].data_type).0))
+                .collect();
             table
                 .row()
                 .set("indexrelid", index.oid)
@@ -363,7 +374,7 @@ fn indexes(view: &CatalogView, table: &mut Table) {
                 .set("indisready", true)
                 .set("indislive", true)
                 .set("indcollation", Cell::Oids(vec![0; keys.len()]))
-                .set("indclass", Cell::Oids(vec![0; keys.len()]))
+                .set("indclass", Cell::Oids(opclasses))
                 .set("indoption", Cell::Int2s(vec![0; keys.len()]))
                 .set("indkey", Cell::Int2s(keys));
         }
@@ -554,6 +565,21 @@ fn pg_settings(view: &CatalogView, table: &mut Table) {
             .set("source", "session")
             .set("boot_val", value.as_str())
             .set("reset_val", value.as_str());
+    }
+}
+
+fn operator_classes(_view: &CatalogView, table: &mut Table) {
+    for &(oid, name, input, family) in types::OPCLASSES {
+        table
+            .row()
+            .set("oid", oid)
+            .set("opcmethod", 403u32)
+            .set("opcname", name)
+            .set("opcnamespace", schema_oid(PG_CATALOG))
+            .set("opcowner", SUPERUSER_OID)
+            .set("opcfamily", family)
+            .set("opcintype", input)
+            .set("opcdefault", true);
     }
 }
 

@@ -14,6 +14,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit}
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::error::Result as DfResult;
 
+use crate::text::VECTOR_ITEM;
+
 /// How a catalog column is held in Arrow.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
@@ -29,10 +31,14 @@ enum Kind {
     Int8,
     Float4,
     Timestamptz,
-    /// `int2vector`, `smallint[]`.
+    /// `smallint[]`.
     Int2s,
-    /// `oidvector`, `oid[]`.
+    /// `oid[]`.
     Oids,
+    /// `int2vector`: a list whose text form is `1 2`, not `{1,2}`.
+    Int2Vector,
+    /// `oidvector`, likewise.
+    OidVector,
     /// `text[]`, `aclitem[]`, `"char"[]` (always NULL here).
     Texts,
 }
@@ -48,8 +54,10 @@ impl Kind {
             "int8" => Kind::Int8,
             "float4" => Kind::Float4,
             "timestamptz" => Kind::Timestamptz,
-            "int2vector" | "int2[]" => Kind::Int2s,
-            "oidvector" | "oid[]" => Kind::Oids,
+            "int2[]" => Kind::Int2s,
+            "oid[]" => Kind::Oids,
+            "int2vector" => Kind::Int2Vector,
+            "oidvector" => Kind::OidVector,
             t if t.ends_with("[]") => Kind::Texts,
             _ => Kind::Text,
         }
@@ -57,6 +65,8 @@ impl Kind {
 
     fn arrow_type(self) -> DataType {
         let list = |element: DataType| DataType::List(Arc::new(Field::new("item", element, true)));
+        let vector =
+            |element: DataType| DataType::List(Arc::new(Field::new(VECTOR_ITEM, element, true)));
         match self {
             Kind::Oid => DataType::UInt32,
             Kind::Text => DataType::Utf8,
@@ -68,6 +78,8 @@ impl Kind {
             Kind::Timestamptz => DataType::Timestamp(TimeUnit::Microsecond, Some("+00:00".into())),
             Kind::Int2s => list(DataType::Int16),
             Kind::Oids => list(DataType::UInt32),
+            Kind::Int2Vector => vector(DataType::Int16),
+            Kind::OidVector => vector(DataType::UInt32),
             Kind::Texts => list(DataType::Utf8),
         }
     }
@@ -248,6 +260,14 @@ impl Row<'_> {
     }
 }
 
+/// The element field of a list kind's Arrow type.
+fn item(kind: Kind) -> Arc<Field> {
+    match kind.arrow_type() {
+        DataType::List(field) => field,
+        other => Arc::new(Field::new("item", other, true)),
+    }
+}
+
 /// The Arrow array of one column's cells (a cell of another kind is NULL).
 fn column<'a>(kind: Kind, cells: impl Iterator<Item = &'a Cell>) -> ArrayRef {
     macro_rules! build {
@@ -278,12 +298,12 @@ fn column<'a>(kind: Kind, cells: impl Iterator<Item = &'a Cell>) -> ArrayRef {
             TimestampMicrosecondBuilder::new().with_timezone("+00:00"),
             Cell::Int(v) => *v
         ),
-        Kind::Int2s => build!(
-            ListBuilder::new(Int16Builder::new()),
+        Kind::Int2s | Kind::Int2Vector => build!(
+            ListBuilder::new(Int16Builder::new()).with_field(item(kind)),
             Cell::Int2s(v) => v.iter().map(|x| Some(*x))
         ),
-        Kind::Oids => build!(
-            ListBuilder::new(UInt32Builder::new()),
+        Kind::Oids | Kind::OidVector => build!(
+            ListBuilder::new(UInt32Builder::new()).with_field(item(kind)),
             Cell::Oids(v) => v.iter().map(|x| Some(*x))
         ),
         // No catalog here has a text array that is not NULL.

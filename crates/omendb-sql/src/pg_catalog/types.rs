@@ -146,6 +146,35 @@ pub(crate) const TYPES: &[PgType] = &[
     ty(VECTOR_OID, "vector", -1, false, 'U', 0, 0, 'i'),
 ];
 
+/// The default btree operator classes (`pg_opclass`): OID, name, input
+/// type, family. Indexes list them per column (`pg_index.indclass`).
+pub(crate) const OPCLASSES: &[(u32, &str, u32, u32)] = &[
+    (10003, "bool_ops", 16, 424),
+    (10006, "bytea_ops", 17, 428),
+    (3124, "int8_ops", 20, 1976),
+    (1979, "int2_ops", 21, 1976),
+    (1978, "int4_ops", 23, 1976),
+    (3126, "text_ops", 25, 1994),
+    (10012, "float4_ops", 700, 1970),
+    (3123, "float8_ops", 701, 1970),
+    (10004, "bpchar_ops", 1042, 426),
+    (3122, "date_ops", 1082, 434),
+    (3128, "timestamp_ops", 1114, 434),
+    (3127, "timestamptz_ops", 1184, 434),
+    (10022, "interval_ops", 1186, 1982),
+    (3125, "numeric_ops", 1700, 1988),
+    (10065, "uuid_ops", 2950, 2968),
+];
+
+/// The default operator class of a key column of type `oid` (0: none).
+pub(crate) fn default_opclass(oid: u32) -> u32 {
+    let oid = if oid == VARCHAR { TEXT } else { oid };
+    OPCLASSES
+        .iter()
+        .find(|(_, _, input, _)| *input == oid)
+        .map_or(0, |(opclass, ..)| *opclass)
+}
+
 /// The `pg_type` row of `oid`.
 pub(crate) fn by_oid(oid: u32) -> Option<&'static PgType> {
     TYPES.iter().find(|t| t.oid == oid)
