@@ -13,6 +13,7 @@ mod copy;
 mod deallocate;
 mod errors;
 mod extended;
+mod idle;
 mod params;
 mod rows;
 mod startup;
@@ -33,6 +34,27 @@ use connection::Connection;
 /// (`int4`, `text`, `timestamptz`).
 pub fn type_name(ty: &omendb_sql::datafusion::arrow::datatypes::DataType) -> String {
     types::pg_type(ty).name().to_owned()
+}
+
+/// Ends a connection idle in a transaction past its timeout, with
+/// PostgreSQL's FATAL 25P03 on `socket` (a copy of the connection's).
+fn idle_timeout_fatal(mut socket: std::net::TcpStream) {
+    use std::io::Write;
+
+    use pgwire::error::ErrorInfo;
+    use pgwire::messages::{Message, response::ErrorResponse};
+
+    let info = ErrorInfo::new(
+        "FATAL".to_owned(),
+        "25P03".to_owned(),
+        "terminating connection due to idle-in-transaction timeout".to_owned(),
+    );
+    let mut bytes = bytes::BytesMut::new();
+    // The peer may be gone already: nothing is left to tell then.
+    if ErrorResponse::from(info).encode(&mut bytes).is_ok() {
+        let _ = socket.write_all(&bytes);
+    }
+    let _ = socket.shutdown(std::net::Shutdown::Both);
 }
 
 /// The pause after a failed accept.
@@ -71,9 +93,26 @@ pub async fn serve<H>(
             registry.clone(),
             within_limit,
         ));
+        let idle = handlers.idle_timer();
         tokio::spawn(async move {
-            // A connection's protocol error ends that connection only.
-            let _ = pgwire::tokio::process_socket(socket, None, handlers).await;
+            // A copy of the socket, to say why when the server ends the
+            // connection (pgwire owns the stream while it serves it).
+            let tell = socket.into_std().and_then(|std| {
+                let copy = std.try_clone()?;
+                Ok((tokio::net::TcpStream::from_std(std)?, copy))
+            });
+            let Ok((socket, tell)) = tell else {
+                return;
+            };
+            tokio::select! {
+                // A connection's protocol error ends that connection only.
+                _ = pgwire::tokio::process_socket(socket, None, handlers) => {}
+                () = idle.expired() => {
+                    // The session (and its transaction) went with the
+                    // dropped future; now the client hears why.
+                    idle_timeout_fatal(tell);
+                }
+            }
             drop(open);
         });
     }

@@ -1,6 +1,7 @@
 //! End to end: a cancel request stops the running statement (57014), as
 //! does `statement_timeout`; connections beyond `--max-connections` are
-//! refused with 53300.
+//! refused with 53300; a connection idle in a transaction past
+//! `idle_in_transaction_session_timeout` is ended (25P03).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Tests fail loudly.
 
@@ -127,4 +128,57 @@ async fn connections_beyond_the_limit_are_refused() {
     }
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_connection_idle_in_a_transaction_past_its_timeout_is_ended() {
+    let dir = scratch("limits-idle");
+    let server = Server::start(&dir);
+    let admin = connect(&server).await.unwrap();
+    admin
+        .batch_execute("CREATE TABLE t (k int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let (client, connection) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={} user=omendb", server.port),
+        NoTls,
+    )
+    .await
+    .unwrap();
+    let connection = tokio::spawn(connection);
+    client
+        .batch_execute("SET idle_in_transaction_session_timeout = '300ms'")
+        .await
+        .unwrap();
+    // Idle outside a block: kept.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    client
+        .batch_execute("BEGIN; INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    // Idle inside one: ended, with PostgreSQL's FATAL, and rolled back.
+    let ended = tokio::time::timeout(Duration::from_secs(60), connection)
+        .await
+        .expect("the idle connection was not ended")
+        .unwrap();
+    assert_eq!(sqlstate(&ended.unwrap_err()), "25P03");
+    assert!(client.is_closed());
+    let count: i64 = admin
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 0, "the ended transaction's insert is gone");
+
+    // A block whose client keeps talking is not idle.
+    admin
+        .batch_execute("SET idle_in_transaction_session_timeout = '2s'; BEGIN")
+        .await
+        .unwrap();
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        admin.batch_execute("SELECT 1").await.unwrap();
+    }
+    admin.batch_execute("COMMIT").await.unwrap();
+    assert!(server.stop().success());
 }

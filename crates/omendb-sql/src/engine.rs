@@ -819,6 +819,13 @@ impl QueryHandler for SqlEngine {
         session.settings.lock().reported()
     }
 
+    fn idle_in_transaction_timeout(&self, session: &SqlSession) -> Option<std::time::Duration> {
+        session
+            .settings
+            .lock()
+            .timeout("idle_in_transaction_session_timeout")
+    }
+
     fn begin_implicit(&self, session: &mut SqlSession) {
         if session.status == TransactionStatus::Idle && session.implicit == Implicit::Off {
             session.implicit = Implicit::Pending;

@@ -1,6 +1,8 @@
 //! The narrow interface the server calls: SQL text and parameters in, one
 //! result per statement out.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -164,6 +166,11 @@ pub trait QueryHandler: Send + Sync {
     /// The settings a client is told of (ParameterStatus) when it connects
     /// and again when one changes, with their values now.
     fn reported_settings(&self, session: &Self::Session) -> Vec<(&'static str, String)>;
+
+    /// How long the session may sit idle inside a transaction block
+    /// before the server ends its connection
+    /// (`idle_in_transaction_session_timeout`; `None`: forever).
+    fn idle_in_transaction_timeout(&self, session: &Self::Session) -> Option<Duration>;
 }
 
 /// A statement described; see [`QueryHandler::describe`].

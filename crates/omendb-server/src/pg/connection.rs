@@ -28,7 +28,7 @@ use pgwire::messages::response::{
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::ParameterStatus;
 use std::time::Instant;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::metrics::{Metrics, Protocol};
 
@@ -37,6 +37,7 @@ use super::copy::{send_copy_out, start_copy_in};
 use super::deallocate::{self, Deallocate};
 use super::errors::{error_response, wire_error};
 use super::extended::{Portal, Prepared, RowsLeft, send_rows};
+use super::idle::IdleTimer;
 use super::rows::row_description;
 
 /// The handlers of one connection.
@@ -64,8 +65,14 @@ impl<H: QueryHandler> Connection<H> {
             state,
             registry,
             within_limit,
+            idle: Arc::new(IdleTimer::default()),
         });
         Connection { session }
+    }
+
+    /// The connection's idle-in-transaction timer (see `idle.rs`).
+    pub(super) fn idle_timer(&self) -> Arc<IdleTimer> {
+        self.session.idle.clone()
     }
 }
 
@@ -100,6 +107,7 @@ pub(super) struct Session<H: QueryHandler> {
     pub(super) registry: Arc<Registry>,
     /// Whether the server's connection limit lets this one in.
     pub(super) within_limit: bool,
+    pub(super) idle: Arc<IdleTimer>,
 }
 
 /// What a connection holds between messages.
@@ -132,6 +140,13 @@ impl<H: QueryHandler> Session<H> {
         &self.registry.metrics
     }
 
+    /// The state, for a message that just arrived (so the connection is
+    /// not idle).
+    pub(super) async fn lock_state(&self) -> MutexGuard<'_, State<H>> {
+        self.idle.disarm();
+        self.state.lock().await
+    }
+
     /// Ends a simple Query or an extended-protocol Sync: ReadyForQuery
     /// with the session's status (a portal ends with its transaction).
     pub(super) async fn ready_for_query<C>(
@@ -145,6 +160,12 @@ impl<H: QueryHandler> Session<H> {
     {
         let status = self.wire_status(state);
         state.end_of_transaction(status);
+        match status {
+            WireStatus::Idle => self.idle.disarm(),
+            _ => self
+                .idle
+                .arm(self.engine.idle_in_transaction_timeout(&state.sql)),
+        }
         client.set_state(PgWireConnectionState::ReadyForQuery);
         client.set_transaction_status(status);
         client
@@ -224,7 +245,7 @@ impl<H: QueryHandler + 'static> SimpleQueryHandler for Session<H> {
             return Err(PgWireError::NotReadyForQuery);
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
-        let mut state = self.state.lock().await;
+        let mut state = self.lock_state().await;
         // A simple Query replaces the unnamed statement and portal.
         state.statements.remove("");
         state.portals.remove("");

@@ -104,7 +104,7 @@ impl<H: QueryHandler + 'static> CopyHandler for Session<H> {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let mut state = self.state.lock().await;
+        let mut state = self.lock_state().await;
         self.engine
             .copy_data(&mut state.sql, &data.data)
             .await
@@ -117,7 +117,7 @@ impl<H: QueryHandler + 'static> CopyHandler for Session<H> {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let mut state = self.state.lock().await;
+        let mut state = self.lock_state().await;
         let done = self.engine.copy_done(&mut state.sql).await;
         // pgwire sends ReadyForQuery after a simple-protocol COPY with
         // the status it holds.
@@ -137,7 +137,7 @@ impl<H: QueryHandler + 'static> CopyHandler for Session<H> {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let mut state = self.state.lock().await;
+        let mut state = self.lock_state().await;
         let error = self.engine.copy_fail(&mut state.sql, &fail.message);
         client.set_transaction_status(self.wire_status(&state));
         user_error(&error)

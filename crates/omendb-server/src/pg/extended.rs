@@ -115,7 +115,7 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let name = name_of(message.name);
-        let mut state = self.state.lock().await;
+        let mut state = self.lock_state().await;
         if !name.is_empty() && state.statements.contains_key(&name) {
             return Err(wire_error(
                 "42P05",
@@ -165,7 +165,7 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
     {
         let statement_name = name_of(message.statement_name);
         let portal_name = name_of(message.portal_name);
-        let mut state = self.state.lock().await;
+        let mut state = self.lock_state().await;
         let statement = state
             .statements
             .get(&statement_name)
@@ -232,7 +232,7 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
         // 0 (or less) asks for every row.
         let limit = usize::try_from(message.max_rows).ok().filter(|&n| n > 0);
         let started = Instant::now();
-        let mut guard = self.state.lock().await;
+        let mut guard = self.lock_state().await;
         let state = &mut *guard;
         let portal = state
             .portals
@@ -348,7 +348,7 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let name = name_of(message.name);
-        let state = self.state.lock().await;
+        let state = self.lock_state().await;
         let (statement, formats) = match message.target_type {
             TARGET_TYPE_BYTE_STATEMENT => {
                 let statement = state.statements.get(&name).ok_or_else(|| {
@@ -397,7 +397,7 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let name = name_of(message.name);
-        let mut state = self.state.lock().await;
+        let mut state = self.lock_state().await;
         match message.target_type {
             TARGET_TYPE_BYTE_STATEMENT => {
                 state.statements.remove(&name);
@@ -425,7 +425,7 @@ impl<H: QueryHandler + 'static> ExtendedQueryHandler for Session<H> {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let mut state = self.state.lock().await;
+        let mut state = self.lock_state().await;
         // The implicit transaction commits at the Sync.
         if let Err(error) = self.engine.end_implicit(&mut state.sql) {
             self.metrics().error(error.sqlstate());
