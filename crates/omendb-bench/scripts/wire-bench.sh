@@ -14,7 +14,7 @@
 # 5,000,000 COPY rows. --quick: scale 1, 5 s, 1 run, 200,000 rows.
 # PostgreSQL is a throwaway cluster (initdb, stock settings, loopback,
 # trust); as root it runs as the `postgres` OS user. OmenDB is
-# target/release/omendb (built first if missing).
+# target/release/omendb (built first if missing), or $OMENDB_BIN.
 set -euo pipefail
 
 scale=10 clients=8 threads=2 duration=20 runs=3 copy_rows=5000000
@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
 done
 
 repo=$(cd "$(dirname "$0")/../../.." && pwd)
-omendb=$repo/target/release/omendb
+omendb=${OMENDB_BIN:-$repo/target/release/omendb}
 [ -x "$omendb" ] || (cd "$repo" && cargo build --release -p omendb-server)
 
 work=$(mktemp -d /tmp/wire-bench.XXXXXX)

@@ -11,7 +11,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Server, scratch};
+use common::{Server, run_client, scratch};
 
 const DRIVER: &str = "/usr/share/java/postgresql.jar";
 
@@ -20,17 +20,9 @@ fn pgjdbc_reads_metadata_and_runs_prepared_statements() {
     let dir = scratch("jdbc");
     let server = Server::start(&dir);
     let program = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/JdbcClient.java");
-    let output = Command::new("java")
-        .args(["-cp", DRIVER, program])
-        .arg(server.port.to_string())
-        .output()
-        .expect("java runs (Java 17 and libpostgresql-jdbc-java)");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.trim() == "ok",
-        "{stdout}\n{stderr}"
-    );
+    let mut command = Command::new("java");
+    command.args(["-cp", DRIVER, program]);
+    run_client(&server, command, "Java 17 and libpostgresql-jdbc-java");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Server, scratch};
+use common::{Server, run_client, scratch};
 
 #[test]
 fn psycopg_binds_parameters_prepares_and_sees_settings_and_errors() {
@@ -17,16 +17,12 @@ fn psycopg_binds_parameters_prepares_and_sees_settings_and_errors() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/clients/psycopg_client.py"
     );
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(server.port.to_string())
-        .output()
-        .expect("python3 runs (psycopg 3: pip install 'psycopg[binary]')");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.trim() == "ok",
-        "{stdout}\n{stderr}"
+    let mut command = Command::new("python3");
+    command.arg(script);
+    run_client(
+        &server,
+        command,
+        "python3 with psycopg 3: pip install 'psycopg[binary]'",
     );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);

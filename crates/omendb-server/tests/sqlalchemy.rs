@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{Server, scratch};
+use common::{Server, run_client, scratch};
 
 #[test]
 fn sqlalchemy_reflects_tables_columns_and_constraints() {
@@ -18,17 +18,9 @@ fn sqlalchemy_reflects_tables_columns_and_constraints() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/clients/sqlalchemy_client.py"
     );
-    let output = Command::new("python3")
-        .arg(script)
-        .arg(server.port.to_string())
-        .output()
-        .expect("python3 runs (pip install sqlalchemy 'psycopg[binary]')");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.trim() == "ok",
-        "{stdout}\n{stderr}"
-    );
+    let mut command = Command::new("python3");
+    command.arg(script);
+    run_client(&server, command, "python3 with sqlalchemy and psycopg 3");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -121,46 +121,59 @@ pub(crate) fn parse_statements(sql: &str) -> Result<Vec<Statement>, ParserError>
         .parse_statements()
 }
 
-/// Removes the options after each VACUUM: the words FULL, FREEZE,
-/// VERBOSE, ANALYZE and a parenthesized list.
+/// Removes the options after a VACUUM that begins a statement: the words
+/// FULL, FREEZE, VERBOSE, ANALYZE and a parenthesized list.
 fn drop_vacuum_options(tokens: &mut Vec<TokenWithSpan>) {
-    let is_word =
-        |t: &TokenWithSpan, k: Keyword| matches!(&t.token, Token::Word(w) if w.keyword == k);
     let mut i = 0;
+    let mut statement_start = true;
     while i < tokens.len() {
-        if !is_word(&tokens[i], Keyword::VACUUM) {
-            i += 1;
-            continue;
-        }
-        let mut j = i + 1;
-        loop {
-            while tokens
-                .get(j)
-                .is_some_and(|t| matches!(t.token, Token::Whitespace(_)))
-            {
-                j += 1;
+        match &tokens[i].token {
+            Token::Whitespace(_) => {}
+            Token::SemiColon => statement_start = true,
+            _ if statement_start && is_word(&tokens[i], Keyword::VACUUM) => {
+                statement_start = false;
+                i = drop_options_after(tokens, i + 1);
+                continue;
             }
-            let Some(token) = tokens.get(j) else { break };
-            let option = [
-                Keyword::FULL,
-                Keyword::FREEZE,
-                Keyword::VERBOSE,
-                Keyword::ANALYZE,
-            ]
-            .into_iter()
-            .any(|k| is_word(token, k));
-            if option {
-                tokens.remove(j);
-            } else if token.token == Token::LParen {
-                let Some(close) = tokens[j..].iter().position(|t| t.token == Token::RParen) else {
-                    break;
-                };
-                tokens.drain(j..=j + close);
-            } else {
-                break;
-            }
+            _ => statement_start = false,
         }
-        i = j;
+        i += 1;
+    }
+}
+
+fn is_word(token: &TokenWithSpan, keyword: Keyword) -> bool {
+    matches!(&token.token, Token::Word(w) if w.keyword == keyword)
+}
+
+/// Drops VACUUM's options from `start`; where the statement goes on.
+fn drop_options_after(tokens: &mut Vec<TokenWithSpan>, start: usize) -> usize {
+    const OPTIONS: [Keyword; 4] = [
+        Keyword::FULL,
+        Keyword::FREEZE,
+        Keyword::VERBOSE,
+        Keyword::ANALYZE,
+    ];
+    let mut j = start;
+    loop {
+        while tokens
+            .get(j)
+            .is_some_and(|t| matches!(t.token, Token::Whitespace(_)))
+        {
+            j += 1;
+        }
+        let Some(token) = tokens.get(j) else {
+            return j;
+        };
+        if OPTIONS.into_iter().any(|k| is_word(token, k)) {
+            tokens.remove(j);
+        } else if token.token == Token::LParen {
+            let Some(close) = tokens[j..].iter().position(|t| t.token == Token::RParen) else {
+                return j;
+            };
+            tokens.drain(j..=j + close);
+        } else {
+            return j;
+        }
     }
 }
 
@@ -888,6 +901,11 @@ mod tests {
             );
         }
         assert_eq!(parse_statements("VACUUM").unwrap()[0].to_string(), "VACUUM");
+        // Only a statement's first word is VACUUM.
+        let call = "SELECT vacuum(1)";
+        assert_eq!(parse_statements(call).unwrap()[0].to_string(), call);
+        let second = parse_statements("SELECT 1; VACUUM VERBOSE t").unwrap();
+        assert_eq!(second[1].to_string(), "VACUUM t");
     }
 
     #[test]

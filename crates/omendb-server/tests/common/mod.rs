@@ -121,3 +121,18 @@ pub(crate) fn scratch(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
+
+/// Runs a client program (`command`, given the server's port last) to the
+/// end; a test failure unless it exits 0 having printed just `ok`.
+pub(crate) fn run_client(server: &Server, mut command: Command, needs: &str) {
+    let output = command
+        .arg(server.port.to_string())
+        .output()
+        .unwrap_or_else(|e| panic!("the client runs ({needs}): {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.trim() == "ok",
+        "{stdout}\n{stderr}"
+    );
+}

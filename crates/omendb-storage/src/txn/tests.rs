@@ -21,13 +21,16 @@ fn setup() -> (FaultFs, Database) {
     let fs = FaultFs::new();
     let db = open(&fs);
     let mut txn = db.begin(Isolation::ReadCommitted);
-    let columns = vec![
-        ColumnSpec::new("k", DataType::Int64),
-        ColumnSpec::new("v", DataType::Text { max_chars: None }),
-    ];
-    txn.create_table("kv", columns, &["k"]).unwrap();
+    txn.create_table("kv", kv_columns(), &["k"]).unwrap();
     txn.commit().unwrap();
     (fs, db)
+}
+
+fn kv_columns() -> Vec<ColumnSpec> {
+    vec![
+        ColumnSpec::new("k", DataType::Int64),
+        ColumnSpec::new("v", DataType::Text { max_chars: None }),
+    ]
 }
 
 fn row(k: i64, v: &str) -> Vec<Value> {
@@ -939,11 +942,7 @@ fn a_primary_key_added_later_rekeys_the_rows_and_keeps_unique_constraints() {
     let fs = FaultFs::new();
     let db = open(&fs);
     let mut txn = db.begin(Isolation::ReadCommitted);
-    let columns = vec![
-        ColumnSpec::new("k", DataType::Int64),
-        ColumnSpec::new("v", DataType::Text { max_chars: None }),
-    ];
-    txn.create_table("kv", columns, &[]).unwrap();
+    txn.create_table("kv", kv_columns(), &[]).unwrap();
     txn.add_unique("kv", "kv_v_key", &["v"]).unwrap();
     for (k, v) in [(3, "c"), (1, "a"), (2, "b")] {
         txn.insert("kv", row(k, v)).unwrap();
