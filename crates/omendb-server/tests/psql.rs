@@ -188,5 +188,21 @@ fn psql_describes_tables_schemas_databases_and_roles() {
         err.contains("Did not find any relation named \"nosuch\""),
         "{err}"
     );
+
+    // Sizes count the segments on disk: none before a flush, some after
+    // (a restart flushes).
+    let (out, err, ok) = server.psql(&[
+        "INSERT INTO notes SELECT 'note ' || x FROM generate_series(1, 1000) AS g(x)",
+        "SELECT pg_total_relation_size('notes'), pg_size_pretty(10240::bigint)",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "INSERT 0 1000\n0|10 kB\n");
+    assert!(server.stop().success());
+    let server = Server::start(&dir);
+    let (out, err, ok) = server.psql(&[
+        "SELECT pg_total_relation_size('notes') > 0, pg_database_size('omendb') >= pg_table_size('s.readings')",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "t|t\n");
     assert!(server.stop().success());
 }

@@ -30,7 +30,7 @@ use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use omendb_storage::{
-    Catalog, PUBLIC_SCHEMA, TableDef, TableId, UniqueIndex, name_in_schema, schema_of,
+    Catalog, PUBLIC_SCHEMA, TableDef, TableId, TxnReader, UniqueIndex, name_in_schema, schema_of,
 };
 
 use crate::provider::ReaderSlot;
@@ -144,6 +144,8 @@ pub(crate) fn quote_ident(name: &str) -> String {
 /// The storage catalog and search path a catalog scan shows.
 pub(crate) struct CatalogView {
     pub catalog: Arc<Catalog>,
+    /// The statement's view of storage (segment sizes).
+    pub reader: TxnReader,
     /// The session's search path, `pg_catalog` first.
     pub path: Vec<String>,
     pub settings: Vec<(&'static str, String)>,
@@ -178,6 +180,39 @@ impl CatalogView {
             positions: table.unique_positions(u),
         });
         primary.into_iter().chain(unique).collect()
+    }
+
+    /// `pg_table_size` and its siblings: the bytes of the segments of the
+    /// relation `oid` (for a table, with `indexes` its unique constraints'
+    /// index tables too; a primary key's learned index lives inside the
+    /// table's segments, so it counts as 0 on its own).
+    pub(crate) fn relation_bytes(&self, oid: u32, table: bool, indexes: bool) -> Option<u64> {
+        if let Some(def) = self.table(oid) {
+            let own = if table {
+                self.reader.segment_bytes(def.id)
+            } else {
+                0
+            };
+            let unique: u64 = match indexes {
+                true => def
+                    .unique
+                    .iter()
+                    .map(|u| self.reader.segment_bytes(u.table))
+                    .sum(),
+                false => 0,
+            };
+            return Some(own + unique);
+        }
+        let index = self.index(oid)?;
+        Some(match index.primary {
+            true => 0,
+            false => index
+                .table
+                .unique
+                .iter()
+                .find(|u| unique_oid(u) == oid)
+                .map_or(0, |u| self.reader.segment_bytes(u.table)),
+        })
     }
 
     /// The table with OID `oid`.
@@ -319,6 +354,7 @@ impl CatalogSource {
             .collect();
         Ok(CatalogView {
             catalog: reader.catalog().clone(),
+            reader,
             path,
             settings: settings.all(),
         })

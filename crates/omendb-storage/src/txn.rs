@@ -162,6 +162,17 @@ impl TxnReader {
         Ok(span)
     }
 
+    /// The bytes on disk of the segments the snapshot reads for the table
+    /// with id `table` (what `pg_table_size` reports; recent writes, in
+    /// the WAL and the memtable, are not counted).
+    pub fn segment_bytes(&self, table: TableId) -> u64 {
+        self.snapshot
+            .view
+            .live_segments(table, self.snapshot.ts, &[])
+            .map(|segment| segment.disk_bytes())
+            .sum()
+    }
+
     /// Rows of `table` as the request asks, as the transaction saw them.
     pub fn scan_batches(&self, table: &str, request: &ScanRequest) -> Result<BatchScan> {
         let def = self.table(table)?;

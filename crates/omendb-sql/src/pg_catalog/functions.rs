@@ -2,8 +2,10 @@
 //! `pg_table_is_visible`, `format_type`, `pg_get_indexdef`,
 //! `pg_get_constraintdef`, `pg_get_expr`, `pg_get_userbyid`,
 //! `current_schemas`, the privilege checks (always true: there is one
-//! superuser), the description lookups (always NULL: no COMMENT), and the
-//! `reg*` conversions `pg_syntax` turns `::regclass` casts into.
+//! superuser), the description lookups (always NULL: no COMMENT), the
+//! sizes (`pg_table_size` and friends: the segment files on disk, so
+//! writes not yet flushed count nothing), and the `reg*` conversions
+//! `pg_syntax` turns `::regclass` casts into.
 //!
 //! Each evaluates row by row on scalars: catalog queries are small. A
 //! result stream runs after its statement has handed back the reader, so
@@ -172,7 +174,7 @@ impl ScalarUDFImpl for CatalogFunction {
 
 /// The catalog functions of a session reading `source`.
 pub(crate) fn functions(source: &CatalogSource) -> Vec<ScalarUDF> {
-    use DataType::{Boolean, UInt32, Utf8};
+    use DataType::{Boolean, Int64, UInt32, Utf8};
     let text_list = DataType::List(Arc::new(Field::new("item", Utf8, true)));
     let pairs = DataType::List(Arc::new(Field::new(
         "item",
@@ -205,6 +207,13 @@ pub(crate) fn functions(source: &CatalogSource) -> Vec<ScalarUDF> {
         (REG_OID, &[2], UInt32, reg_oid),
         (REG_NAME, &[2], Utf8, reg_name),
         (EXPAND_ARRAY, &[1], pairs, expand_array),
+        ("pg_size_pretty", &[1], Utf8, size_pretty),
+        ("pg_table_size", &[1], Int64, table_size),
+        // The main fork (the second argument's default) is all there is.
+        ("pg_relation_size", &[1, 2], Int64, table_size),
+        ("pg_indexes_size", &[1], Int64, indexes_size),
+        ("pg_total_relation_size", &[1], Int64, total_relation_size),
+        ("pg_database_size", &[1], Int64, database_size),
     ];
     table
         .into_iter()
@@ -226,6 +235,75 @@ pub(crate) fn functions(source: &CatalogSource) -> Vec<ScalarUDF> {
             })
         })
         .collect()
+}
+
+/// `pg_size_pretty(bytes)`, as PostgreSQL 15 writes it: bytes below 10
+/// kB, then the first of kB, MB, GB, TB, PB whose count in half-units is
+/// below 20,479, rounded half away from zero.
+fn size_pretty(_call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    text(int_arg(arg(args, 0)).map(pretty_size))
+}
+
+fn pretty_size(bytes: i64) -> String {
+    let half_rounded = |n: i64| (n + if n < 0 { -1 } else { 1 }) / 2;
+    if bytes.abs() < 10 * 1024 {
+        return format!("{bytes} bytes");
+    }
+    // In half-units of kB from here on: the last bit is for rounding.
+    let mut size = bytes / 512;
+    for unit in ["kB", "MB", "GB", "TB"] {
+        if size.abs() < 20 * 1024 - 1 {
+            return format!("{} {unit}", half_rounded(size));
+        }
+        size /= 1024;
+    }
+    format!("{} PB", half_rounded(size))
+}
+
+fn relation_bytes(
+    call: &Call<'_>,
+    args: &[ScalarValue],
+    table: bool,
+    indexes: bool,
+) -> DfResult<ScalarValue> {
+    // The relation as an OID, or by name (PostgreSQL takes a `regclass`).
+    let view = call.view()?;
+    let oid = match arg(args, 0) {
+        ScalarValue::Utf8(Some(name)) | ScalarValue::Utf8View(Some(name))
+            if name.trim().parse::<u32>().is_err() =>
+        {
+            view.relation_oid(&unquote(name))
+        }
+        other => oid_arg(other),
+    };
+    let bytes = oid.and_then(|oid| view.relation_bytes(oid, table, indexes));
+    Ok(ScalarValue::Int64(
+        bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX)),
+    ))
+}
+
+fn table_size(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    relation_bytes(call, args, true, false)
+}
+
+fn indexes_size(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    relation_bytes(call, args, false, true)
+}
+
+fn total_relation_size(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    relation_bytes(call, args, true, true)
+}
+
+/// `pg_database_size(name or oid)`: every table's segments.
+fn database_size(call: &Call<'_>, _args: &[ScalarValue]) -> DfResult<ScalarValue> {
+    let view = call.view()?;
+    let bytes: u64 = view
+        .tables()
+        .filter_map(|t| view.relation_bytes(super::table_oid(t.id), true, true))
+        .sum();
+    Ok(ScalarValue::Int64(Some(
+        i64::try_from(bytes).unwrap_or(i64::MAX),
+    )))
 }
 
 /// The fields of `_pg_expandarray`'s rows: the element and its position.
@@ -528,4 +606,28 @@ fn reg_name(call: &Call<'_>, args: &[ScalarValue]) -> DfResult<ScalarValue> {
         _ => None,
     };
     text(Some(name.unwrap_or_else(|| oid.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_print_as_postgresql_prints_them() {
+        // Each answer is PostgreSQL 15's `pg_size_pretty` of the same number.
+        for (bytes, shown) in [
+            (0, "0 bytes"),
+            (10_239, "10239 bytes"),
+            (10_240, "10 kB"),
+            (10_485_247, "10239 kB"),
+            (10_485_248, "10 MB"),
+            (20_971_520, "20 MB"),
+            (1_000_000_000, "954 MB"),
+            (123_456_789_012, "115 GB"),
+            (-5_000_000, "-4883 kB"),
+            (i64::MAX, "8192 PB"),
+        ] {
+            assert_eq!(pretty_size(bytes), shown, "{bytes}");
+        }
+    }
 }

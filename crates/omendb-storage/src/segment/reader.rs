@@ -208,6 +208,17 @@ impl Segment {
         row_file_path(self.path.parent().unwrap_or(Path::new("")), self.meta.id)
     }
 
+    /// Bytes on disk: the Parquet file (as the manifest records it) and
+    /// the row file beside it (0 if it cannot be opened: the size is for
+    /// display, a read would report the problem).
+    pub(crate) fn disk_bytes(&self) -> u64 {
+        let rows = self
+            .fs
+            .open_read(&self.row_file_path())
+            .map_or(0, |file| file.len());
+        self.meta.bytes + rows
+    }
+
     fn corrupt(&self, detail: impl Into<String>) -> StorageError {
         StorageError::corruption("segment", &self.path, 0, detail)
     }
