@@ -699,11 +699,7 @@ impl QueryHandler for SqlEngine {
         {
             ctx.register_udf(function);
         }
-        for function in timeseries::aggregate_functions().into_iter().chain([
-            crate::average::avg_function(),
-            crate::sum::sum_function(),
-            crate::single_row::single_row_function(),
-        ]) {
+        for function in own_aggregates() {
             ctx.register_udaf(function);
         }
         SqlSession {
@@ -908,6 +904,19 @@ fn aborted() -> SqlError {
         ErrorClass::InFailedTransaction,
         "current transaction is aborted, commands ignored until end of transaction block",
     )
+}
+
+/// The aggregates a session has beside DataFusion's (`avg` and `sum`
+/// replace DataFusion's own).
+pub(crate) fn own_aggregates() -> Vec<datafusion::logical_expr::AggregateUDF> {
+    timeseries::aggregate_functions()
+        .into_iter()
+        .chain([
+            crate::average::avg_function(),
+            crate::sum::sum_function(),
+            crate::single_row::single_row_function(),
+        ])
+        .collect()
 }
 
 /// The statements of SQL text, in PostgreSQL's grammar (as sqlparser has

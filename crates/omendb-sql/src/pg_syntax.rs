@@ -35,7 +35,11 @@
 //!   catalogs with expressions (array subscripts over `generate_series`,
 //!   say) that only matter when they have rows.
 
+use std::collections::HashSet;
 use std::ops::ControlFlow;
+use std::sync::LazyLock;
+
+use datafusion::functions_aggregate::all_default_aggregate_functions;
 
 use datafusion::sql::sqlparser::ast::{
     AccessExpr, BinaryOperator, CastKind, DataType as SqlType, Expr, FunctionArg, FunctionArgExpr,
@@ -48,6 +52,7 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
+use crate::engine::own_aggregates;
 use crate::pg_catalog::{self, PG_CATALOG};
 use crate::single_row::SINGLE_ROW;
 
@@ -61,24 +66,21 @@ const REG_TYPES: &[&str] = &[
     "regprocedure",
 ];
 
-/// Aggregates: a SELECT with one returns a row even over no rows.
-const AGGREGATES: &[&str] = &[
-    "count",
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "array_agg",
-    "string_agg",
-    "bool_and",
-    "bool_or",
-    "every",
-    "json_agg",
-    "jsonb_agg",
-    "first",
-    "last",
-    SINGLE_ROW,
-];
+/// The names (and aliases) of every aggregate a session has: a SELECT
+/// with one returns a row even over no rows, and a scalar subquery with
+/// one needs no `omendb_single_row`.
+static AGGREGATES: LazyLock<HashSet<String>> = LazyLock::new(|| {
+    let defaults = all_default_aggregate_functions()
+        .into_iter()
+        .map(|f| f.as_ref().clone());
+    defaults
+        .chain(own_aggregates())
+        .flat_map(|f| {
+            let aliases = f.aliases().to_vec();
+            std::iter::once(f.name().to_owned()).chain(aliases)
+        })
+        .collect()
+});
 
 /// The statements of `sql` in PostgreSQL's grammar, COPY options' `on`
 /// and `off` read as `TRUE` and `FALSE`.
@@ -273,15 +275,12 @@ fn rewrite_expr(expr: &mut Expr) -> Option<Expr> {
             }
         }
         Expr::Subquery(query) => {
+            // Both rewrite the subquery in place; only a guard wraps it.
             let guard = outer_conditions(query);
-            let value = single_row(query).map_or_else(
-                || Expr::Subquery(query.clone()),
-                |q| Expr::Subquery(Box::new(q)),
-            );
-            match guard {
-                Some(guard) => parse_expr(&format!("CASE WHEN {guard} THEN {value} END")),
-                None => Some(value),
+            if let Some(wrapped) = single_row(query) {
+                **query = wrapped;
             }
+            parse_expr(&format!("CASE WHEN {} THEN {expr} END", guard?))
         }
         Expr::Cast {
             kind: CastKind::Cast | CastKind::DoubleColon,
@@ -406,37 +405,25 @@ fn unqualified_type(ty: &SqlType) -> Option<SqlType> {
 
 /// A cast to a `reg*` type, to `oid`, to `name`, or of a `reg*` to text.
 fn cast(inner: &Expr, ty: &SqlType) -> Option<Expr> {
-    if matches!(ty, SqlType::Regclass) {
-        return Some(call(
-            pg_catalog::REG_OID,
-            vec![string("regclass"), inner.clone()],
-        ));
-    }
-    let SqlType::Custom(name, _) = ty else {
-        if is_text(ty) {
-            return reg_name(inner);
-        }
-        return None;
+    let name = match ty {
+        SqlType::Regclass => "regclass".to_owned(),
+        SqlType::Custom(name, _) if name.0.len() == 1 => last_part(name)?,
+        ty if is_text(ty) => return reg_name(inner),
+        _ => return None,
     };
-    let name = (name.0.len() == 1).then(|| last_part(name)).flatten()?;
+    let as_type = |data_type| Expr::Cast {
+        kind: CastKind::Cast,
+        expr: Box::new(inner.clone()),
+        data_type,
+        array: false,
+        format: None,
+    };
     match name.as_str() {
         reg if REG_TYPES.contains(&reg) => {
-            Some(call(pg_catalog::REG_OID, vec![string(reg), inner.clone()]))
+            parse_expr(&format!("{}('{reg}', {inner})", pg_catalog::REG_OID))
         }
-        "oid" => Some(Expr::Cast {
-            kind: CastKind::Cast,
-            expr: Box::new(inner.clone()),
-            data_type: SqlType::IntUnsigned(None),
-            array: false,
-            format: None,
-        }),
-        "name" => Some(Expr::Cast {
-            kind: CastKind::Cast,
-            expr: Box::new(inner.clone()),
-            data_type: SqlType::Text,
-            array: false,
-            format: None,
-        }),
+        "oid" => Some(as_type(SqlType::IntUnsigned(None))),
+        "name" => Some(as_type(SqlType::Text)),
         _ => None,
     }
 }
@@ -459,17 +446,6 @@ fn reg_name(inner: &Expr) -> Option<Expr> {
     let mut renamed = function.clone();
     renamed.name = ObjectName::from(vec![Ident::new(pg_catalog::REG_NAME)]);
     Some(Expr::Function(renamed))
-}
-
-fn string(s: &str) -> Expr {
-    Expr::value(Value::SingleQuotedString(s.to_owned()))
-}
-
-/// A call of the function `name` (parsed, so the AST is what the parser
-/// makes of a call).
-fn call(name: &str, args: Vec<Expr>) -> Expr {
-    let args: Vec<String> = args.iter().map(ToString::to_string).collect();
-    parse_expr(&format!("{name}({})", args.join(", "))).unwrap_or_else(|| Expr::value(Value::Null))
 }
 
 fn parse_expr(sql: &str) -> Option<Expr> {
@@ -572,28 +548,15 @@ fn outer_conditions(query: &mut Query) -> Option<Expr> {
     let selection = select.selection.take()?;
     let mut conjuncts = Vec::new();
     split_and(selection, &mut conjuncts);
-    // Outer columns equated with inner ones.
-    let mut equal: Vec<(Expr, Expr)> = Vec::new();
-    for c in &conjuncts {
-        if let Expr::BinaryOp {
-            left,
-            op: BinaryOperator::Eq,
-            right,
-        } = c
-        {
-            match (side(left, &inner), side(right, &inner)) {
-                (Side::Outer, Side::Inner) => equal.push(((**left).clone(), (**right).clone())),
-                (Side::Inner, Side::Outer) => equal.push(((**right).clone(), (**left).clone())),
-                _ => {}
-            }
-        }
-    }
+    // Outer columns equated with inner ones: these join the subquery.
+    let equal: Vec<(Expr, Expr)> = conjuncts
+        .iter()
+        .filter_map(|c| correlation(c, &inner))
+        .collect();
     let mut kept = Vec::new();
     let mut outer = Vec::new();
     for mut c in conjuncts {
-        let is_equality = matches!(&c, Expr::BinaryOp { op: BinaryOperator::Eq, left, right }
-            if matches!((side(left, &inner), side(right, &inner)), (Side::Outer, Side::Inner) | (Side::Inner, Side::Outer)));
-        if !is_equality {
+        if correlation(&c, &inner).is_none() {
             let _ = visit_expressions_mut(&mut c, |e| {
                 if let Some((_, to)) = equal.iter().find(|(from, _)| from == e) {
                     *e = to.clone();
@@ -608,6 +571,24 @@ fn outer_conditions(query: &mut Query) -> Option<Expr> {
     }
     select.selection = join_and(kept);
     join_and(outer)
+}
+
+/// `(outer, inner)` of an equality between an outer and an inner column
+/// expression.
+fn correlation(conjunct: &Expr, inner: &[String]) -> Option<(Expr, Expr)> {
+    let Expr::BinaryOp {
+        left,
+        op: BinaryOperator::Eq,
+        right,
+    } = conjunct
+    else {
+        return None;
+    };
+    match (side(left, inner), side(right, inner)) {
+        (Side::Outer, Side::Inner) => Some(((**left).clone(), (**right).clone())),
+        (Side::Inner, Side::Outer) => Some(((**right).clone(), (**left).clone())),
+        _ => None,
+    }
 }
 
 /// Which side of a subquery an expression's columns come from.
@@ -751,7 +732,7 @@ fn has_aggregate(select: &Select) -> bool {
                 Expr::Function(f)
                     if self.depth == 0
                         && last_part(&f.name)
-                            .is_some_and(|n| AGGREGATES.contains(&n.to_lowercase().as_str())) =>
+                            .is_some_and(|n| AGGREGATES.contains(&n.to_lowercase())) =>
                 {
                     ControlFlow::Break(())
                 }
