@@ -39,6 +39,7 @@ use crate::io::{FileSystem, OsFs};
 use crate::manifest::{MANIFEST, Manifest};
 use crate::memtable::{Memtable, Write};
 use crate::segment::{Segment, SegmentMeta, SegmentWriter, segment_id, segment_path};
+use crate::txn::locks::RowLocks;
 use crate::txn::{
     Isolation, PendingWrite, Snapshot, Transaction, TxnReader, WriteKind, decode_checked,
 };
@@ -170,6 +171,8 @@ pub(crate) struct Engine {
     /// Wakes the background worker.
     signal: Arc<Signal>,
     counters: Counters,
+    /// Rows open transactions overwrite, for writers that come after.
+    pub(crate) locks: Arc<RowLocks>,
 }
 
 #[derive(Debug)]
@@ -391,6 +394,7 @@ impl Engine {
             pins: Mutex::new(HashMap::new()),
             signal: Arc::new(Signal::default()),
             counters: Counters::default(),
+            locks: Arc::default(),
         })
     }
 

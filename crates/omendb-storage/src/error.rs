@@ -15,6 +15,8 @@ pub enum ErrorKind {
     NotNullViolation,
     /// A concurrent transaction committed a conflicting write first.
     SerializationFailure,
+    /// Waiting for a row lock would have waited forever.
+    Deadlock,
     /// No such table.
     UndefinedTable,
     /// A table of that name exists already.
@@ -60,6 +62,13 @@ pub enum StorageError {
     NotNullViolation { table: String, column: String },
     #[error("could not serialize access due to concurrent update of table \"{table}\"")]
     SerializationFailure { table: String },
+    /// A row of `table` the statement writes is locked by a transaction in
+    /// progress, or was changed by a commit the statement's snapshot did
+    /// not see: see [`crate::Transaction::take_restart`].
+    #[error("could not write a row of table \"{table}\" changed by a concurrent transaction")]
+    RowLocked { table: String },
+    #[error("deadlock detected while waiting for a row of table \"{table}\"")]
+    Deadlock { table: String },
     #[error("table \"{table}\" does not exist")]
     UndefinedTable { table: String },
     #[error("table \"{table}\" already exists")]
@@ -112,6 +121,8 @@ impl StorageError {
             StorageError::UniqueViolation { .. } => ErrorKind::UniqueViolation,
             StorageError::NotNullViolation { .. } => ErrorKind::NotNullViolation,
             StorageError::SerializationFailure { .. } => ErrorKind::SerializationFailure,
+            StorageError::RowLocked { .. } => ErrorKind::SerializationFailure,
+            StorageError::Deadlock { .. } => ErrorKind::Deadlock,
             StorageError::UndefinedTable { .. } => ErrorKind::UndefinedTable,
             StorageError::DuplicateTable { .. } => ErrorKind::DuplicateTable,
             StorageError::UndefinedSchema { .. } => ErrorKind::UndefinedSchema,

@@ -46,7 +46,8 @@ pub use io::fault::{CrashMode, Fault, FaultFs, Op as FaultOp};
 pub use io::{FileSystem, OsFs, ReadFile, WriteFile};
 pub use metrics::{Histogram, HistogramSnapshot, LATENCY_BUCKETS, StorageStats};
 pub use scan::{BatchScan, CmpOp, KEY_COLUMN, KeyRange, Predicate, RowScan, ScanRequest};
-pub use txn::{Isolation, Row, Transaction, TxnReader};
+pub use txn::locks::LockWait;
+pub use txn::{Isolation, Row, StatementMark, StatementRestart, Transaction, TxnReader};
 pub use types::{
     ColumnBuilder, DataType, Interval, KeyCodec, MAX_NUMERIC_PRECISION, Value, compare,
     ordered_u64, value_at,

@@ -7,6 +7,14 @@
 //! the write set until commit, each remembering the snapshot it was made
 //! against; at commit, a write to a key that someone else committed after
 //! that snapshot fails the transaction (first committer wins).
+//!
+//! An overwrite or delete also locks its row until the transaction ends
+//! ([`locks`]). A row locked by another transaction, or changed by a commit
+//! the statement's snapshot did not see, stops the write: under READ
+//! COMMITTED the caller rolls the statement back, waits for the holder
+//! ([`Transaction::take_restart`]) and runs the statement again at a new
+//! snapshot, so that concurrent updates of one row queue up instead of
+//! failing, as in PostgreSQL.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +30,10 @@ use crate::error::{Result, StorageError};
 use crate::scan::{BatchScan, KeyRange, RowScan, ScanRequest};
 use crate::segment::Segment;
 use crate::types::{Value, compare, decode_row, encode_row};
+
+pub(crate) mod locks;
+
+use locks::{HeldLocks, Lock, LockWait};
 
 /// Isolation levels. PostgreSQL's SERIALIZABLE is the SQL layer's to map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -246,6 +258,39 @@ pub struct Transaction {
     pins: Vec<SegmentPins>,
     undo: Vec<Undo>,
     savepoints: Vec<(String, usize)>,
+    /// The rows this transaction locked; released when it is dropped.
+    locks: Option<HeldLocks>,
+    /// Set when a write stopped for a locked or changed row.
+    restart: Option<StatementRestart>,
+}
+
+/// Where a statement began in its transaction: what
+/// [`Transaction::rollback_statement`] undoes to.
+#[derive(Clone, Copy, Debug)]
+pub struct StatementMark(usize);
+
+/// A statement stopped by a row another transaction holds or changed: roll
+/// it back, [`wait`](StatementRestart::wait), begin the statement again.
+#[derive(Debug)]
+pub struct StatementRestart {
+    wait: Option<LockWait>,
+}
+
+impl StatementRestart {
+    /// Completes when the transaction holding the row has ended (at once
+    /// when the row was changed by a commit that has already ended).
+    pub async fn wait(self) {
+        if let Some(wait) = self.wait {
+            wait.await;
+        }
+    }
+
+    /// [`wait`](StatementRestart::wait), blocking the thread.
+    pub fn wait_blocking(self) {
+        if let Some(wait) = self.wait {
+            wait.wait_blocking();
+        }
+    }
 }
 
 impl Transaction {
@@ -262,6 +307,8 @@ impl Transaction {
             pins: Vec::new(),
             undo: Vec::new(),
             savepoints: Vec::new(),
+            locks: None,
+            restart: None,
         }
     }
 
@@ -272,6 +319,7 @@ impl Transaction {
     /// Marks a statement boundary: under READ COMMITTED the next read or
     /// write takes a fresh snapshot.
     pub fn begin_statement(&mut self) {
+        self.restart = None;
         if self.isolation == Isolation::ReadCommitted {
             self.snapshot = None;
         }
@@ -817,19 +865,8 @@ impl Transaction {
                 .dropped_by_own(table, &key)?
                 .map(|at| (WriteKind::Overwrite, at)),
         };
-        // Under REPEATABLE READ an overwrite of a row changed since the
-        // snapshot can never commit: fail now, as PostgreSQL does, rather
-        // than at COMMIT. (Commit still checks, for commits in between.)
-        if first.is_none()
-            && kind == WriteKind::Overwrite
-            && self.isolation == Isolation::RepeatableRead
-            && self.engine.changed_since(table, &key, read_ts)?
-        {
-            let name = self
-                .catalog()
-                .table_by_id(table)
-                .map_or_else(|| format!("with id {table}"), |t| t.name.clone());
-            return Err(StorageError::SerializationFailure { table: name });
+        if first.is_none() && kind == WriteKind::Overwrite {
+            self.lock_row(table, &key, read_ts)?;
         }
         let (kind, read_ts) = first.unwrap_or((kind, read_ts));
         self.writes
@@ -843,6 +880,62 @@ impl Transaction {
     }
 
     /// The snapshot of the own segment drop that deleted `key`, if one did.
+    /// Locks the row `key` of `table` before its first overwrite, made
+    /// against the snapshot at `read_ts`. Under REPEATABLE READ, a row
+    /// changed since that snapshot can never be written: that fails now,
+    /// as in PostgreSQL, rather than at COMMIT. Under READ COMMITTED the
+    /// statement restarts on it (after the holder ends, if one holds it).
+    fn lock_row(&mut self, table: TableId, key: &Bytes, read_ts: u64) -> Result<()> {
+        let engine = self.engine.clone();
+        let held = self.locks.get_or_insert_with(|| engine.locks.holder());
+        let stopped = |txn: &mut Transaction, wait: Option<LockWait>| {
+            let name = txn.table_name(table);
+            txn.restart = Some(StatementRestart { wait });
+            Err(StorageError::RowLocked { table: name })
+        };
+        match engine.locks.lock(held, table, key) {
+            Lock::Held => {}
+            Lock::Wait(wait) => return stopped(self, Some(wait)),
+            Lock::Deadlock => {
+                return Err(StorageError::Deadlock {
+                    table: self.table_name(table),
+                });
+            }
+        }
+        if engine.changed_since(table, key, read_ts)? {
+            return match self.isolation {
+                Isolation::RepeatableRead => Err(StorageError::SerializationFailure {
+                    table: self.table_name(table),
+                }),
+                Isolation::ReadCommitted => stopped(self, None),
+            };
+        }
+        Ok(())
+    }
+
+    fn table_name(&mut self, table: TableId) -> String {
+        self.catalog()
+            .table_by_id(table)
+            .map_or_else(|| format!("with id {table}"), |t| t.name.clone())
+    }
+
+    /// Why the last write stopped, when it stopped for a row another
+    /// transaction holds or changed ([`StorageError::RowLocked`]).
+    pub fn take_restart(&mut self) -> Option<StatementRestart> {
+        self.restart.take()
+    }
+
+    /// Marks where the next statement begins.
+    pub fn statement_mark(&self) -> StatementMark {
+        StatementMark(self.undo.len())
+    }
+
+    /// Undoes what the transaction did since `mark` (locks stay held).
+    pub fn rollback_statement(&mut self, mark: StatementMark) {
+        self.undo_to(mark.0);
+        self.savepoints.retain(|(_, at)| *at <= mark.0);
+    }
+
     fn dropped_by_own(&self, table: TableId, key: &[u8]) -> Result<Option<u64>> {
         for drop in self.drops.iter().filter(|d| d.table == table) {
             if drop
@@ -866,6 +959,11 @@ impl Transaction {
         let i = self.find_savepoint(name)?;
         let mark = self.savepoints[i].1;
         self.savepoints.truncate(i + 1);
+        self.undo_to(mark);
+        Ok(())
+    }
+
+    fn undo_to(&mut self, mark: usize) {
         while self.undo.len() > mark {
             match self.undo.pop() {
                 Some(Undo::Write {
@@ -888,7 +986,6 @@ impl Transaction {
                 None => break,
             }
         }
-        Ok(())
     }
 
     /// Forgets savepoint `name` and those set after it; their changes stay.
@@ -907,8 +1004,14 @@ impl Transaction {
 
     /// Commits; returns the commit timestamp (the snapshot's for a
     /// transaction that wrote nothing).
+    /// Whether committing writes anything (else it is only the end of
+    /// the snapshot).
+    pub fn writes_anything(&self) -> bool {
+        !(self.writes.is_empty() && self.catalog_ops.is_empty() && self.drops.is_empty())
+    }
+
     pub fn commit(mut self) -> Result<u64> {
-        if self.writes.is_empty() && self.catalog_ops.is_empty() && self.drops.is_empty() {
+        if !self.writes_anything() {
             return Ok(self.snapshot.as_ref().map_or(0, |s| s.ts));
         }
         let base_catalog = self.snapshot().catalog.clone();
@@ -926,6 +1029,8 @@ impl Transaction {
             catalog_ops: &self.catalog_ops,
             writes: &writes,
         };
+        // The row locks are released when `self` drops, after the commit
+        // is visible: a waiter that then locks the row sees the commit.
         self.engine.commit(request)
     }
 

@@ -5,8 +5,11 @@
 //! range scans, savepoints, commits and rollbacks; between them the
 //! database is flushed, compacted, crashed and reopened (the background
 //! policy runs in the crash test instead, where timing is free to vary). The model predicts
-//! every read, every unique violation and the outcome of every commit
-//! (first committer wins), so any divergence fails with the seed.
+//! every read, every unique violation, which transaction holds each row
+//! lock (so which overwrites must stop for a restart) and the outcome of
+//! every commit (first committer wins), so any divergence fails with the
+//! seed. A stopped statement is rolled back, as the SQL layer does before
+//! it waits and runs the statement again.
 //!
 //! `OMENDB_TEST_SEED` replays one seed; `OMENDB_MODEL_STEPS` sets steps per
 //! seed (default 3000) and `OMENDB_MODEL_SEEDS` the number of seeds
@@ -23,7 +26,7 @@ use crate::error::ErrorKind;
 use crate::io::fault::{CrashMode, FaultFs};
 use crate::scan::KeyRange;
 use crate::test_rng::TestRng;
-use crate::txn::{Isolation, Transaction};
+use crate::txn::{Isolation, StatementMark, Transaction};
 use crate::types::{DataType, Value};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -42,6 +45,10 @@ type Writes = BTreeMap<i64, (Option<String>, bool, u64)>;
 /// What the model knows of one open transaction.
 struct ModelTxn {
     txn: Transaction,
+    /// Names the transaction in [`Model::locks`].
+    id: u64,
+    /// Where its current statement began.
+    mark: Option<StatementMark>,
     isolation: Isolation,
     /// The committed state of its snapshot and the commit count then.
     snapshot: Option<(State, u64)>,
@@ -54,11 +61,38 @@ struct Model {
     /// Commit count at which each key was last written.
     written_at: BTreeMap<i64, u64>,
     commits: u64,
+    /// Who holds each locked row.
+    locks: BTreeMap<i64, Holder>,
+}
+
+/// The holder of a row lock, as far as the model knows: a range delete
+/// drops whole segments without locking their rows, and the model cannot
+/// tell those rows from tombstoned (locked) ones.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Holder {
+    Txn(u64),
+    Unknown,
+}
+
+/// What a write did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Outcome {
+    Done,
+    /// Stopped for a row another transaction holds or changed
+    /// ([`crate::StorageError::RowLocked`]): the statement is rolled back.
+    Restart,
+    /// A serialization failure: the transaction is rolled back.
+    Failed,
 }
 
 impl Model {
     fn snapshot(&self) -> (State, u64) {
         (self.committed.clone(), self.commits)
+    }
+
+    /// Releases the locks of transaction `id`, which ended.
+    fn end(&mut self, id: u64) {
+        self.locks.retain(|_, holder| *holder != Holder::Txn(id));
     }
 }
 
@@ -67,6 +101,7 @@ impl ModelTxn {
     /// COMMITTED, once under REPEATABLE READ.
     fn statement(&mut self, model: &Model) {
         self.txn.begin_statement();
+        self.mark = Some(self.txn.statement_mark());
         if self.isolation == Isolation::ReadCommitted || self.snapshot.is_none() {
             self.snapshot = Some(model.snapshot());
         }
@@ -93,13 +128,52 @@ impl ModelTxn {
         entry.0 = value;
     }
 
-    /// Whether overwriting `key` now must fail at once: under REPEATABLE
-    /// READ, the first write of a key committed since the snapshot.
-    fn overwrite_doomed(&self, model: &Model, key: i64) -> bool {
+    /// Whether `key` was committed since the snapshot.
+    fn changed(&self, model: &Model, key: i64) -> bool {
         let read = self.snapshot.as_ref().map_or(0, |(_, at)| *at);
-        self.isolation == Isolation::RepeatableRead
-            && !self.writes.contains_key(&key)
-            && model.written_at.get(&key).is_some_and(|&at| at > read)
+        model.written_at.get(&key).is_some_and(|&at| at > read)
+    }
+
+    /// What the engine may do with an overwrite of `key` now: a key the
+    /// transaction wrote before is its own; else the row must be locked,
+    /// and a row changed since the snapshot fails (REPEATABLE READ) or
+    /// restarts the statement (READ COMMITTED).
+    fn overwrite(&self, model: &Model, key: i64) -> Vec<Outcome> {
+        if self.writes.contains_key(&key) {
+            return vec![Outcome::Done];
+        }
+        let locked = match (self.changed(model, key), self.isolation) {
+            (false, _) => Outcome::Done,
+            (true, Isolation::RepeatableRead) => Outcome::Failed,
+            (true, Isolation::ReadCommitted) => Outcome::Restart,
+        };
+        match model.locks.get(&key) {
+            Some(Holder::Txn(id)) if *id != self.id => vec![Outcome::Restart],
+            Some(Holder::Unknown) => vec![Outcome::Restart, locked],
+            _ => vec![locked],
+        }
+    }
+
+    /// Records the lock an overwrite of `key` that ended in `outcome` took.
+    fn locked(&self, model: &mut Model, key: i64, outcome: Outcome) {
+        if self.writes.contains_key(&key) || model.locks.get(&key) == Some(&Holder::Unknown) {
+            return;
+        }
+        let other = matches!(model.locks.get(&key), Some(Holder::Txn(id)) if *id != self.id);
+        if !other {
+            // Done, or stopped by the change after locking the row.
+            model.locks.insert(key, Holder::Txn(self.id));
+        } else {
+            assert_eq!(outcome, Outcome::Restart);
+        }
+    }
+
+    /// Rolls back the statement a write stopped; counts it.
+    fn restart(&mut self) -> u64 {
+        if let Some(mark) = self.mark {
+            self.txn.rollback_statement(mark);
+        }
+        1
     }
 
     /// The error the commit must fail with, if any.
@@ -120,29 +194,29 @@ impl ModelTxn {
     }
 }
 
-/// Checks a write's outcome against the model: a `doomed` write fails with
-/// a serialization failure (`None`), unless `may_succeed`; any other write
-/// succeeds.
+/// Checks a write's outcome against the outcomes the model allows; the
+/// value of a done write.
 fn expect_write<T>(
+    txn: &mut Transaction,
     result: crate::Result<T>,
-    doomed: bool,
-    may_succeed: bool,
+    allowed: &[Outcome],
     ctx: &str,
-) -> Option<T> {
-    match result {
-        Ok(value) => {
-            assert!(
-                !doomed || may_succeed,
-                "{ctx}: write of a row changed since the snapshot succeeded"
-            );
-            Some(value)
-        }
+) -> (Outcome, Option<T>) {
+    let (outcome, value) = match result {
+        Ok(value) => (Outcome::Done, Some(value)),
         Err(e) => {
-            assert!(doomed, "{ctx}: write failed: {e}");
             assert_eq!(e.kind(), ErrorKind::SerializationFailure, "{ctx}: {e}");
-            None
+            match txn.take_restart() {
+                Some(_) => (Outcome::Restart, None),
+                None => (Outcome::Failed, None),
+            }
         }
-    }
+    };
+    assert!(
+        allowed.contains(&outcome),
+        "{ctx}: write gave {outcome:?}, model allowed {allowed:?}"
+    );
+    (outcome, value)
 }
 
 fn key(txn: &mut Transaction, k: i64) -> bytes::Bytes {
@@ -222,9 +296,11 @@ fn run(seed_offset: u64, steps: u64) {
         committed: State::new(),
         written_at: BTreeMap::new(),
         commits: 0,
+        locks: BTreeMap::new(),
     };
-    let (mut conflicts, mut reopens, mut flushes, mut compactions) = (0, 0, 0, 0);
+    let (mut conflicts, mut restarts, mut reopens, mut flushes, mut compactions) = (0, 0, 0, 0, 0);
     let mut txns: Vec<ModelTxn> = Vec::new();
+    let mut next_id = 0;
     // Small key spaces make conflicts common, large ones make scans long.
     let widest = if rng.below(2) == 0 { 12 } else { 200 };
     let key_space = 1 + rng.below(widest) as i64;
@@ -239,8 +315,11 @@ fn run(seed_offset: u64, steps: u64) {
                 Isolation::RepeatableRead
             };
             let txn = db.begin(isolation);
+            next_id += 1;
             txns.push(ModelTxn {
                 txn,
+                id: next_id,
+                mark: None,
                 isolation,
                 snapshot: None,
                 writes: BTreeMap::new(),
@@ -271,6 +350,7 @@ fn run(seed_offset: u64, steps: u64) {
         if rng.below(250) == 0 {
             // Crash and reopen: open transactions die, commits stay.
             txns.clear();
+            model.locks.clear();
             drop(db);
             let mode = if rng.below(2) == 0 {
                 CrashMode::DropUnsynced
@@ -318,13 +398,17 @@ fn run(seed_offset: u64, steps: u64) {
             }
             30..=39 => {
                 m.statement(&model);
-                let doomed = m.overwrite_doomed(&model, k);
+                let allowed = m.overwrite(&model, k);
                 let result = m.txn.upsert("kv", row(k, &value));
-                if expect_write(result, doomed, false, &ctx).is_some() {
-                    m.record(k, Some(value), false);
-                } else {
-                    txns.swap_remove(t).txn.rollback();
-                    conflicts += 1;
+                let (outcome, _) = expect_write(&mut m.txn, result, &allowed, &ctx);
+                m.locked(&mut model, k, outcome);
+                match outcome {
+                    Outcome::Done => m.record(k, Some(value), false),
+                    Outcome::Restart => restarts += m.restart(),
+                    Outcome::Failed => {
+                        model.end(txns.swap_remove(t).id);
+                        conflicts += 1;
+                    }
                 }
             }
             40..=49 => {
@@ -339,13 +423,17 @@ fn run(seed_offset: u64, steps: u64) {
                     "{ctx}: update {k}"
                 );
                 if current.is_some() {
-                    let doomed = m.overwrite_doomed(&model, k);
+                    let allowed = m.overwrite(&model, k);
                     let result = m.txn.update("kv", &encoded, row(k, &value));
-                    if expect_write(result, doomed, false, &ctx).is_some() {
-                        m.record(k, Some(value), false);
-                    } else {
-                        txns.swap_remove(t).txn.rollback();
-                        conflicts += 1;
+                    let (outcome, _) = expect_write(&mut m.txn, result, &allowed, &ctx);
+                    m.locked(&mut model, k, outcome);
+                    match outcome {
+                        Outcome::Done => m.record(k, Some(value), false),
+                        Outcome::Restart => restarts += m.restart(),
+                        Outcome::Failed => {
+                            model.end(txns.swap_remove(t).id);
+                            conflicts += 1;
+                        }
                     }
                 }
             }
@@ -353,16 +441,25 @@ fn run(seed_offset: u64, steps: u64) {
                 m.statement(&model);
                 let encoded = key(&mut m.txn, k);
                 let visible = m.visible().contains_key(&k);
-                let doomed = visible && m.overwrite_doomed(&model, k);
-                match expect_write(m.txn.delete("kv", &encoded), doomed, false, &ctx) {
-                    Some(existed) => {
+                let allowed = match visible {
+                    true => m.overwrite(&model, k),
+                    false => vec![Outcome::Done],
+                };
+                let result = m.txn.delete("kv", &encoded);
+                let (outcome, existed) = expect_write(&mut m.txn, result, &allowed, &ctx);
+                if visible {
+                    m.locked(&mut model, k, outcome);
+                }
+                match (outcome, existed) {
+                    (Outcome::Done, Some(existed)) => {
                         assert_eq!(existed, visible, "{ctx}: delete {k}");
                         if existed {
                             m.record(k, None, false);
                         }
                     }
-                    None => {
-                        txns.swap_remove(t).txn.rollback();
+                    (Outcome::Restart, _) => restarts += m.restart(),
+                    _ => {
+                        model.end(txns.swap_remove(t).id);
                         conflicts += 1;
                     }
                 }
@@ -388,18 +485,30 @@ fn run(seed_offset: u64, steps: u64) {
                     end: Bound::Excluded(vec![Value::Int64(hi)]),
                 };
                 let keys: Vec<i64> = m.visible().range(k..hi).map(|(k, _)| *k).collect();
-                // A tombstone for a key changed since the snapshot fails at
-                // once; a whole-segment drop is checked at commit instead.
-                let doomed = keys.iter().any(|&key| m.overwrite_doomed(&model, key));
-                match expect_write(m.txn.delete_range("kv", range), doomed, true, &ctx) {
-                    Some(deleted) => {
+                // A tombstone locks its row and checks it like any
+                // overwrite; a whole-segment drop locks nothing and is
+                // checked at commit instead: the model cannot tell which
+                // rows went which way, so any of their outcomes may come,
+                // and who locks those rows is unknown from now on.
+                let mut allowed = vec![Outcome::Done];
+                for &key in &keys {
+                    allowed.extend(m.overwrite(&model, key));
+                }
+                let result = m.txn.delete_range("kv", range);
+                let (outcome, deleted) = expect_write(&mut m.txn, result, &allowed, &ctx);
+                for &key in keys.iter().filter(|key| !m.writes.contains_key(key)) {
+                    model.locks.insert(key, Holder::Unknown);
+                }
+                match (outcome, deleted) {
+                    (Outcome::Done, Some(deleted)) => {
                         assert_eq!(deleted, keys.len() as u64, "{ctx}: delete_range {k}..{hi}");
                         for key in keys {
                             m.record(key, None, false);
                         }
                     }
-                    None => {
-                        txns.swap_remove(t).txn.rollback();
+                    (Outcome::Restart, _) => restarts += m.restart(),
+                    _ => {
+                        model.end(txns.swap_remove(t).id);
                         conflicts += 1;
                     }
                 }
@@ -426,6 +535,7 @@ fn run(seed_offset: u64, steps: u64) {
             }
             85..=94 => {
                 let m = txns.swap_remove(t);
+                model.end(m.id);
                 let expected = m.expected_conflicts(&model);
                 let writes = m.writes.clone();
                 match (m.txn.commit(), expected.is_empty()) {
@@ -454,13 +564,15 @@ fn run(seed_offset: u64, steps: u64) {
                 }
             }
             _ => {
-                txns.swap_remove(t).txn.rollback();
+                let m = txns.swap_remove(t);
+                model.end(m.id);
+                m.txn.rollback();
             }
         }
     }
 
     eprintln!(
-        "seed #{seed_offset}: {steps} steps, {} commits, {conflicts} conflicts, {flushes} flushes, \
+        "seed #{seed_offset}: {steps} steps, {} commits, {conflicts} conflicts, {restarts} restarts, {flushes} flushes, \
          {compactions} compactions, {reopens} reopens, {} keys",
         model.commits,
         model.committed.len()

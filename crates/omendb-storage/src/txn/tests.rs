@@ -97,7 +97,7 @@ fn repeatable_read_keeps_its_snapshot_and_read_committed_moves_on() {
 }
 
 #[test]
-fn the_first_committer_wins_a_write_write_conflict() {
+fn a_second_writer_of_a_row_waits_for_the_first_and_then_fails_under_repeatable_read() {
     let (_fs, db) = setup();
     let mut seed = db.begin(Isolation::ReadCommitted);
     seed.insert("kv", row(1, "v0")).unwrap();
@@ -107,13 +107,87 @@ fn the_first_committer_wins_a_write_write_conflict() {
     let mut b = db.begin(Isolation::RepeatableRead);
     let key = a.key("kv", &[Value::Int64(1)]).unwrap();
     a.update("kv", &key, row(1, "a")).unwrap();
-    b.update("kv", &key, row(1, "b")).unwrap();
-    a.commit().unwrap();
-    let err = b.commit().unwrap_err();
+    let mark = b.statement_mark();
+    let err = b.update("kv", &key, row(1, "b")).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::SerializationFailure, "{err}");
+    let restart = b.take_restart().expect("b must wait for a");
+    b.rollback_statement(mark);
+    let waiting = std::thread::spawn(move || restart.wait_blocking());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(!waiting.is_finished(), "b stopped waiting while a was open");
+    a.commit().unwrap();
+    waiting.join().unwrap();
+    // a committed a change b's snapshot did not see: b can never write it.
+    let err = b.update("kv", &key, row(1, "b")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::SerializationFailure, "{err}");
+    assert!(b.take_restart().is_none(), "a failure, not a restart");
 
     let mut check = db.begin(Isolation::ReadCommitted);
     assert_eq!(get(&mut check, 1).as_deref(), Some("a"));
+}
+
+#[test]
+fn a_read_committed_writer_restarts_after_the_holder_ends_and_writes_the_latest_row() {
+    let (_fs, db) = setup();
+    let mut seed = db.begin(Isolation::ReadCommitted);
+    seed.insert("kv", row(1, "v0")).unwrap();
+    seed.commit().unwrap();
+
+    let mut a = db.begin(Isolation::ReadCommitted);
+    let mut b = db.begin(Isolation::ReadCommitted);
+    let key = a.key("kv", &[Value::Int64(1)]).unwrap();
+    a.update("kv", &key, row(1, "a")).unwrap();
+    b.begin_statement();
+    let mark = b.statement_mark();
+    assert_eq!(get(&mut b, 1).as_deref(), Some("v0"));
+    b.update("kv", &key, row(1, "b")).unwrap_err();
+    let restart = b.take_restart().expect("b must wait for a");
+    b.rollback_statement(mark);
+    a.commit().unwrap();
+    restart.wait_blocking();
+    // The statement again, at a new snapshot: it sees a's row and writes.
+    b.begin_statement();
+    assert_eq!(get(&mut b, 1).as_deref(), Some("a"));
+    b.update("kv", &key, row(1, "a+b")).unwrap();
+    b.commit().unwrap();
+
+    // A commit between a statement's snapshot and its write restarts it
+    // without a wait: the row is free, but the snapshot is stale.
+    let mut c = db.begin(Isolation::ReadCommitted);
+    c.begin_statement();
+    assert_eq!(get(&mut c, 1).as_deref(), Some("a+b"));
+    let mut d = db.begin(Isolation::ReadCommitted);
+    d.update("kv", &key, row(1, "d")).unwrap();
+    d.commit().unwrap();
+    c.update("kv", &key, row(1, "c")).unwrap_err();
+    assert!(c.take_restart().is_some());
+    c.begin_statement();
+    c.update("kv", &key, row(1, "c")).unwrap();
+    c.commit().unwrap();
+
+    let mut check = db.begin(Isolation::ReadCommitted);
+    assert_eq!(get(&mut check, 1).as_deref(), Some("c"));
+}
+
+#[test]
+fn two_writers_waiting_on_each_other_is_a_deadlock() {
+    let (_fs, db) = setup();
+    let mut seed = db.begin(Isolation::ReadCommitted);
+    seed.insert("kv", row(1, "v0")).unwrap();
+    seed.insert("kv", row(2, "v0")).unwrap();
+    seed.commit().unwrap();
+
+    let mut a = db.begin(Isolation::ReadCommitted);
+    let mut b = db.begin(Isolation::ReadCommitted);
+    let one = a.key("kv", &[Value::Int64(1)]).unwrap();
+    let two = a.key("kv", &[Value::Int64(2)]).unwrap();
+    a.update("kv", &one, row(1, "a")).unwrap();
+    b.update("kv", &two, row(2, "b")).unwrap();
+    a.update("kv", &two, row(2, "a")).unwrap_err();
+    let _a_waits = a.take_restart().expect("b holds row 2");
+    let err = b.update("kv", &one, row(1, "b")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Deadlock, "{err}");
+    assert!(b.take_restart().is_none());
 }
 
 #[test]
