@@ -20,6 +20,7 @@ use omendb_storage::{ColumnBuilder, KEY_COLUMN, TableDef, Value, value_at};
 use crate::engine::{SqlSession, cast_column, column_name, command, query_text};
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::StatementResult;
+use crate::point_dml;
 use crate::provider::{KEYS_SCHEMA, table_schema};
 
 /// The target table of a DML statement and how the statement names it.
@@ -89,7 +90,19 @@ pub(crate) fn update_query(session: &SqlSession, update: &Update) -> Result<(Tar
 
 pub(crate) async fn update(session: &SqlSession, update: Update) -> Result<StatementResult> {
     let (target, sql) = update_query(session, &update)?;
-    let (_, batches) = query_text(session, &sql).await?;
+    let point = match &update.from {
+        None => point_dml::updated_row(
+            session,
+            &target.def,
+            &update.assignments,
+            update.selection.as_ref(),
+        )?,
+        Some(_) => None,
+    };
+    let batches = match point {
+        Some(row) => vec![row],
+        None => query_text(session, &sql).await?.1,
+    };
     let updated = apply_updates(session, &target.def, &batches, &mut HashSet::new())?;
     let tag = format!("UPDATE {}", updated.len());
     match &update.returning {
@@ -284,7 +297,14 @@ pub(crate) fn delete_query(session: &SqlSession, delete: &Delete) -> Result<(Tar
 
 pub(crate) async fn delete(session: &SqlSession, delete: Delete) -> Result<StatementResult> {
     let (target, sql) = delete_query(session, &delete)?;
-    let (_, batches) = query_text(session, &sql).await?;
+    let point = match &delete.using {
+        None => point_dml::keyed_row(session, &target.def, delete.selection.as_ref())?,
+        Some(_) => None,
+    };
+    let batches = match point {
+        Some(row) => vec![row],
+        None => query_text(session, &sql).await?.1,
+    };
     let mut deleted = Vec::new();
     for batch in &batches {
         let keys = batch.column(0).as_binary::<i32>();

@@ -27,9 +27,11 @@ use datafusion::sql::sqlparser::ast::{
 };
 use futures::TryStreamExt;
 use omendb_storage::{
-    Catalog, ColumnBuilder, Database, Isolation, ScanRequest, TableDef, TxnReader, Value, value_at,
+    Catalog, ColumnBuilder, Database, Isolation, ScanRequest, TableDef, Transaction, TxnReader,
+    Value, value_at,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::runtime::RuntimeFlavor;
 
 use crate::arith::IntegerArithmetic;
 use crate::copy::{self, Copy, CopyIn};
@@ -37,7 +39,7 @@ use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::{Description, QueryHandler, StatementResult, TransactionStatus};
 use crate::interrupt::{Canceller, Interrupt, Interruptible, Watch};
 use crate::pg_catalog::{self, CatalogSource};
-use crate::prepared::{FastRead, FastTarget, PlanCache, PreparedQuery};
+use crate::prepared::{FastRead, FastTarget, GenericQuery, PlanCache, PreparedQuery};
 use crate::provider::{ReaderSlot, TxnSlot, range_text};
 use crate::schemas::{self, ROWS_SCHEMA, SEARCH_PATH_SCHEMA, StorageCatalog, TableName};
 use crate::settings::{self, SharedSettings};
@@ -54,7 +56,7 @@ pub struct SqlEngine {
 
 /// A client's session.
 pub struct SqlSession {
-    ctx: SessionContext,
+    pub(crate) ctx: SessionContext,
     txn: Arc<TxnSlot>,
     /// The transaction as the running statement reads it.
     reader: Arc<ReaderSlot>,
@@ -99,6 +101,7 @@ enum Implicit {
 }
 
 /// One statement to run.
+#[derive(Clone)]
 enum Work {
     Statement(Box<Statement>),
     /// A query that is the whole SQL text: it is planned and kept, to run
@@ -106,6 +109,17 @@ enum Work {
     Query(String, Box<Query>),
     /// A query planned before.
     Prepared(Arc<PreparedQuery>),
+    /// A query that is the whole SQL text, with constants to try as
+    /// parameters of a plan kept for every value.
+    Generic(Box<GenericQuery>),
+}
+
+impl Work {
+    /// Whether running it may write (and so have to run again, see
+    /// `run_until_written`): anything but a query.
+    fn writes(&self) -> bool {
+        matches!(self, Work::Statement(s) if !matches!(**s, Statement::Query(_)))
+    }
 }
 
 impl std::fmt::Debug for SqlSession {
@@ -219,6 +233,12 @@ impl SqlEngine {
             Some(prepared) => vec![Work::Prepared(prepared)],
             None => match parse(sql) {
                 Ok(mut statements) => match (statements.pop(), statements.is_empty()) {
+                    (Some(Statement::Query(query)), true) if params.is_empty() => {
+                        match GenericQuery::of(sql, query) {
+                            Ok(generic) => vec![Work::Generic(Box::new(generic))],
+                            Err(query) => vec![Work::Query(sql.into(), query)],
+                        }
+                    }
                     (Some(Statement::Query(query)), true) => vec![Work::Query(sql.into(), query)],
                     (last, _) => statements
                         .into_iter()
@@ -406,7 +426,7 @@ impl SqlEngine {
                 session.settings.lock().end_block(commits);
                 match txn {
                     Some(txn) if !failed => {
-                        txn.commit()?;
+                        commit(txn)?;
                         Ok(command("COMMIT"))
                     }
                     // PostgreSQL answers COMMIT of a failed block with ROLLBACK.
@@ -445,11 +465,7 @@ impl SqlEngine {
         } else {
             self.statement_txn(session, autocommit)?;
         }
-        // The statement reads the transaction as it stands now.
-        let reader = session.txn.with(|txn| Ok(txn.reader()))?;
-        session.reader.set(Some(reader));
-        let result = self.run_in_transaction(session, work).await;
-        session.reader.set(None);
+        let result = self.run_until_written(session, work).await;
         if implicit {
             // The implicit transaction commits at its end.
             if result.is_err() {
@@ -464,11 +480,54 @@ impl SqlEngine {
         };
         match (result, txn) {
             (Ok(result), Some(txn)) => {
-                txn.commit()?;
+                commit(txn)?;
                 Ok(result)
             }
             (Ok(result), None) => Ok(result),
             (Err(error), _) => Err(error),
+        }
+    }
+
+    /// Runs the statement in the transaction. A row it writes may be held
+    /// by another transaction, or changed by a commit after the
+    /// statement's snapshot: then the statement is undone, waits for that
+    /// transaction to end, and runs again, at a new snapshot under READ
+    /// COMMITTED (REPEATABLE READ keeps its snapshot, and the changed row
+    /// fails it). Concurrent updates of a row so queue up, as in
+    /// PostgreSQL, which re-checks just the row; running the statement
+    /// again gives the same answer for the single-row writes of OLTP.
+    async fn run_until_written(
+        &self,
+        session: &mut SqlSession,
+        work: Work,
+    ) -> Result<StatementResult> {
+        let mark = session.txn.with(|txn| Ok(txn.statement_mark()))?;
+        let mut work = work;
+        loop {
+            // Queries write nothing, so never run again: no copy kept.
+            let again = work.writes().then(|| work.clone());
+            // The statement reads the transaction as it stands now.
+            let reader = session.txn.with(|txn| Ok(txn.reader()))?;
+            session.reader.set(Some(reader));
+            let result = self.run_in_transaction(session, work).await;
+            session.reader.set(None);
+            let restart = match &result {
+                Ok(_) => None,
+                Err(_) => session.txn.lock().as_mut().and_then(|t| t.take_restart()),
+            };
+            let (Some(restart), Some(again)) = (restart, again) else {
+                return result;
+            };
+            work = again;
+            session.txn.with(|txn| {
+                txn.rollback_statement(mark);
+                Ok(())
+            })?;
+            restart.wait().await;
+            session.txn.with(|txn| {
+                txn.begin_statement();
+                Ok(())
+            })?;
         }
     }
 
@@ -562,6 +621,7 @@ impl SqlEngine {
                 return run_prepared(session, prepared).await;
             }
             Work::Prepared(prepared) => return run_prepared(session, prepared).await,
+            Work::Generic(generic) => return run_generic(session, *generic).await,
         };
         match statement {
             Statement::CreateTable(create) => ddl::create_table(session, create),
@@ -857,7 +917,7 @@ impl QueryHandler for SqlEngine {
         if copy.autocommit
             && let Some(txn) = session.txn.lock().take()
         {
-            txn.commit()?;
+            commit(txn)?;
         }
         Ok(tag)
     }
@@ -887,13 +947,29 @@ fn interrupted(session: &mut SqlSession) {
     }
 }
 
+/// Commits `txn`. A commit that writes waits for the WAL's fsync, which
+/// must not hold up the other sessions on this runtime worker: on a
+/// multi-threaded runtime the worker hands its tasks to another thread
+/// meanwhile. The commit stays a synchronous call, so an interrupt can
+/// never drop one midway.
+fn commit(txn: Transaction) -> Result<()> {
+    let multi_threaded = tokio::runtime::Handle::try_current()
+        .is_ok_and(|runtime| runtime.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if multi_threaded && txn.writes_anything() {
+        tokio::task::block_in_place(|| txn.commit())?;
+    } else {
+        txn.commit()?;
+    }
+    Ok(())
+}
+
 /// Ends the session's implicit transaction: it commits unless a statement
 /// in it failed (it was rolled back then).
 fn end_implicit(session: &mut SqlSession) -> Result<()> {
     let open = session.in_implicit();
     session.implicit = Implicit::Off;
     if open && let Some(txn) = session.txn.lock().take() {
-        txn.commit()?;
+        commit(txn)?;
     }
     Ok(())
 }
@@ -928,7 +1004,7 @@ fn parse_grammar(sql: &str) -> Result<Vec<Statement>> {
 
 /// The statements of a client's SQL text: its grammar, and names no
 /// reserved keyword can be.
-fn parse(sql: &str) -> Result<Vec<Statement>> {
+pub(crate) fn parse(sql: &str) -> Result<Vec<Statement>> {
     let mut statements = parse_grammar(sql)?;
     statements
         .iter()
@@ -1257,6 +1333,39 @@ pub(crate) async fn query(session: &SqlSession, q: Query) -> Result<Vec<RecordBa
     Ok(statement_rows(session, Statement::Query(Box::new(q)))
         .await?
         .1)
+}
+
+/// Runs a query sent with its constants written in: through the plan kept
+/// for its generic form when that plan's fast path answers with these
+/// constants (exactly, or not at all), else planned as written.
+async fn run_generic(session: &mut SqlSession, query: GenericQuery) -> Result<StatementResult> {
+    let reader = session
+        .reader
+        .get()
+        .ok_or_else(|| SqlError::internal("query without a reader"))?;
+    let kept = session
+        .plans
+        .get(&query.generic_sql)
+        .filter(|prepared| is_current(session, prepared, &reader));
+    let generic = match kept {
+        Some(prepared) => Some(prepared),
+        // A generic form DataFusion cannot plan (a parameter whose type
+        // it cannot infer) is planned as written instead.
+        None => PreparedQuery::plan(session, query.generic_sql, query.generic)
+            .await
+            .ok()
+            .map(Arc::new)
+            .inspect(|prepared| session.plans.insert(prepared.clone())),
+    };
+    if let Some(prepared) = generic
+        && prepared.fast_path(&query.values).is_some()
+    {
+        session.params = query.values;
+        return run_prepared(session, prepared).await;
+    }
+    let prepared = Arc::new(PreparedQuery::plan(session, query.sql, query.query).await?);
+    session.plans.insert(prepared.clone());
+    run_prepared(session, prepared).await
 }
 
 /// Runs a prepared query in the session's transaction: through the fast

@@ -18,6 +18,7 @@ use crate::dml::{Target, apply_updates, assigned_values, quoted, returning, rows
 use crate::engine::{SqlSession, cast_column, column_name, command, default_value, ident, query};
 use crate::error::{ErrorClass, Result, SqlError};
 use crate::handler::StatementResult;
+use crate::point_dml;
 
 pub(crate) async fn insert(session: &SqlSession, insert: Insert) -> Result<StatementResult> {
     let TableObject::TableName(name) = &insert.table else {
@@ -34,7 +35,10 @@ pub(crate) async fn insert(session: &SqlSession, insert: Insert) -> Result<State
         .iter()
         .map(column_name)
         .collect::<Result<Vec<_>>>()?;
-    let batches = query(session, *source).await?;
+    let batches = match point_dml::values_row(session, &source)? {
+        Some(row) => vec![row],
+        None => query(session, *source).await?,
+    };
     let rows = source_rows(session, &def, &targets, &batches).await?;
     let written = match &insert.on {
         None => {

@@ -30,6 +30,7 @@ mod keywords;
 mod names;
 mod pg_catalog;
 mod pg_syntax;
+mod point_dml;
 mod prepared;
 mod provider;
 mod pushdown;

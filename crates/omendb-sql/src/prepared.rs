@@ -18,7 +18,9 @@ use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator};
-use datafusion::sql::sqlparser::ast::{Query, Statement};
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, Expr as SqlExpr, Query, SetExpr, Statement, Value as Literal,
+};
 use omendb_storage::{Catalog, KeyRange, ScanRequest, TableDef, Value};
 
 use crate::engine::{SqlSession, logical_plan, renamed};
@@ -111,6 +113,76 @@ impl PreparedQuery {
     /// its key column's (DataFusion then decides).
     pub(crate) fn fast_path(&self, params: &[ScalarValue]) -> Option<FastRead<'_>> {
         self.lookup.as_ref()?.read(params)
+    }
+}
+
+/// A query whose WHERE compares columns with constants, with those
+/// constants as parameters: sent as text with its values written in (the
+/// simple protocol), a key lookup is planned once for every value, as a
+/// prepared statement's is, instead of once per text.
+#[derive(Clone, Debug)]
+pub(crate) struct GenericQuery {
+    /// The query as written.
+    pub(crate) sql: String,
+    pub(crate) query: Box<Query>,
+    /// The query with `$1`, `$2`... in place of the constants.
+    pub(crate) generic_sql: String,
+    pub(crate) generic: Box<Query>,
+    /// The constants, in parameter order.
+    pub(crate) values: Vec<ScalarValue>,
+}
+
+impl GenericQuery {
+    /// `query` (the text `sql`) made generic, when its WHERE has
+    /// `column = constant` conjuncts (integers and strings); else `query`
+    /// back.
+    pub(crate) fn of(sql: &str, query: Box<Query>) -> Result<GenericQuery, Box<Query>> {
+        let mut generic = query.clone();
+        let SetExpr::Select(select) = generic.body.as_mut() else {
+            return Err(query);
+        };
+        let mut values = Vec::new();
+        let mut pending: Vec<&mut SqlExpr> = select.selection.iter_mut().collect();
+        while let Some(expr) = pending.pop() {
+            let SqlExpr::BinaryOp { left, op, right } = expr else {
+                continue;
+            };
+            match op {
+                BinaryOperator::And => pending.extend([left.as_mut(), right.as_mut()]),
+                BinaryOperator::Eq => {
+                    let constant = match (left.as_mut(), right.as_mut()) {
+                        (SqlExpr::Identifier(_), constant) | (constant, SqlExpr::Identifier(_)) => {
+                            constant
+                        }
+                        _ => continue,
+                    };
+                    let SqlExpr::Value(literal) = constant else {
+                        continue;
+                    };
+                    let value = match &literal.value {
+                        Literal::Number(n, false) => match n.parse::<i64>() {
+                            Ok(n) => ScalarValue::Int64(Some(n)),
+                            Err(_) => continue,
+                        },
+                        Literal::SingleQuotedString(s) => ScalarValue::Utf8(Some(s.clone())),
+                        _ => continue,
+                    };
+                    values.push(value);
+                    literal.value = Literal::Placeholder(format!("${}", values.len()));
+                }
+                _ => {}
+            }
+        }
+        if values.is_empty() {
+            return Err(query);
+        }
+        Ok(GenericQuery {
+            sql: sql.into(),
+            query,
+            generic_sql: generic.to_string(),
+            generic,
+            values,
+        })
     }
 }
 
@@ -347,5 +419,41 @@ fn operand(expr: &Expr) -> Option<Operand> {
         }
         Expr::Literal(value, _) if !value.is_null() => Some(Operand::Literal(value.clone())),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::parse;
+
+    fn generic(sql: &str) -> Option<(String, Vec<ScalarValue>)> {
+        let Some(Statement::Query(query)) = parse(sql).unwrap().pop() else {
+            panic!("{sql} is not a query");
+        };
+        GenericQuery::of(sql, query)
+            .ok()
+            .map(|g| (g.generic_sql, g.values))
+    }
+
+    #[test]
+    fn constants_compared_with_columns_become_parameters_and_nothing_else_does() {
+        let (sql, values) =
+            generic("SELECT abalance, 5 FROM acct WHERE aid = 7 AND 'x' = name AND n > 3").unwrap();
+        assert_eq!(
+            sql,
+            "SELECT abalance, 5 FROM acct WHERE aid = $2 AND $1 = name AND n > 3"
+        );
+        assert_eq!(
+            values,
+            vec![
+                ScalarValue::Utf8(Some("x".into())),
+                ScalarValue::Int64(Some(7))
+            ]
+        );
+        // Not an equality with a column, or not an integer: left alone.
+        assert_eq!(generic("SELECT a FROM t WHERE a = 2.5 OR b = 1"), None);
+        assert_eq!(generic("SELECT a FROM t WHERE 1 = 1"), None);
+        assert_eq!(generic("SELECT 1"), None);
     }
 }
