@@ -7,16 +7,21 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use omendb_server::config::{Config, LogFormat, Settings};
 use omendb_server::metrics::Metrics;
 use omendb_sql::SqlEngine;
-use omendb_storage::{Database, Options};
+use omendb_storage::{Database, Options, RecoveryProgress};
 use std::time::Instant;
 use tokio::net::TcpListener;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
+
+/// How often a long recovery logs its progress.
+const RECOVERY_REPORT: Duration = Duration::from_secs(5);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -95,8 +100,29 @@ fn serve(args: &Config) -> Result<(), String> {
     }
     let started = Instant::now();
     info!(data_dir = %args.data_dir.display(), "opening the database (recovering from the WAL)");
-    let db = Database::open(&args.data_dir, Options::default())
-        .map_err(|e| format!("opening {}: {e}", args.data_dir.display()))?;
+    let progress = Arc::new(RecoveryProgress::default());
+    let options = Options {
+        recovery_progress: Some(progress.clone()),
+        ..Options::default()
+    };
+    // A long recovery says how far it has come every few seconds, until
+    // the database is open (the sender dropped).
+    let (opened, open_yet) = mpsc::channel::<()>();
+    let reporter = std::thread::spawn(move || {
+        while let Err(RecvTimeoutError::Timeout) = open_yet.recv_timeout(RECOVERY_REPORT) {
+            let (done, files, records) = progress.get();
+            info!(
+                wal_files_done = done,
+                wal_files = files,
+                records,
+                "recovering"
+            );
+        }
+    });
+    let db = Database::open(&args.data_dir, options);
+    drop(opened);
+    let _ = reporter.join();
+    let db = db.map_err(|e| format!("opening {}: {e}", args.data_dir.display()))?;
     info!(seconds = started.elapsed().as_secs_f64(), "database open");
     let engine = Arc::new(SqlEngine::new(db));
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("starting: {e}"))?;

@@ -44,6 +44,7 @@ use crate::txn::{
     Isolation, PendingWrite, Snapshot, Transaction, TxnReader, WriteKind, decode_checked,
 };
 use crate::types::Value;
+use crate::wal::RecoveryProgress;
 use crate::wal::record::{self, RecordBuilder, WalOp};
 use crate::wal::{self, Lsn, Wal};
 
@@ -59,6 +60,8 @@ pub struct Options {
     pub memtable_bytes: usize,
     /// Memory for decoded segment data (key columns, row groups).
     pub cache_bytes: usize,
+    /// Where opening counts the WAL replay's progress, if anyone watches.
+    pub recovery_progress: Option<Arc<RecoveryProgress>>,
 }
 
 impl Default for Options {
@@ -67,6 +70,7 @@ impl Default for Options {
             synchronous_commit: true,
             memtable_bytes: 64 << 20,
             cache_bytes: 256 << 20,
+            recovery_progress: None,
         }
     }
 }
@@ -339,7 +343,8 @@ impl Engine {
             file: manifest.wal_file,
             offset: 0,
         };
-        let replayed = wal::replay(fs.as_ref(), &wal_dir, start, |lsn, payload| {
+        let progress = options.recovery_progress.clone().unwrap_or_default();
+        let replayed = wal::replay(fs.as_ref(), &wal_dir, start, &progress, |lsn, payload| {
             let at = || wal_dir.join(format!("{:020}.wal", lsn.file));
             let record = record::decode(payload)
                 .map_err(|d| StorageError::corruption("WAL record", at(), lsn.offset, d))?;

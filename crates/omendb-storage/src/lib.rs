@@ -52,6 +52,7 @@ pub use types::{
     ColumnBuilder, DataType, Interval, KeyCodec, MAX_NUMERIC_PRECISION, Value, compare,
     ordered_u64, value_at,
 };
+pub use wal::RecoveryProgress;
 
 pub use index::key_encoding;
 pub use index::learned::search as last_mile;

@@ -20,6 +20,7 @@ mod writer;
 
 use std::path::{Path, PathBuf};
 
+pub use replay::RecoveryProgress;
 pub(crate) use replay::replay;
 pub(crate) use writer::Wal;
 

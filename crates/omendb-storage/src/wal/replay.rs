@@ -9,6 +9,7 @@
 //! record was synced). The same damage in an earlier file is corruption.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::writer::start_file;
 use super::{FRAME_LEN, HEADER_LEN, Lsn, MAGIC, MAX_RECORD, VERSION, file_number, file_path};
@@ -25,13 +26,34 @@ pub(crate) struct Replayed {
     pub torn_bytes: u64,
 }
 
+/// How far the WAL replay of an opening database has come, for a caller
+/// that reports it (from another thread) while a long recovery runs.
+#[derive(Debug, Default)]
+pub struct RecoveryProgress {
+    files_total: AtomicU64,
+    files_done: AtomicU64,
+    records: AtomicU64,
+}
+
+impl RecoveryProgress {
+    /// WAL files replayed, WAL files to replay, records replayed so far.
+    pub fn get(&self) -> (u64, u64, u64) {
+        (
+            self.files_done.load(Ordering::Relaxed),
+            self.files_total.load(Ordering::Relaxed),
+            self.records.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// Hands every record from `from` on to `apply`, in order, with the
-/// position just after it. Repairs a torn tail. With no WAL file at all,
-/// starts file `from.file`.
+/// position just after it, counting them in `progress`. Repairs a torn
+/// tail. With no WAL file at all, starts file `from.file`.
 pub(crate) fn replay(
     fs: &dyn FileSystem,
     dir: &Path,
     from: Lsn,
+    progress: &RecoveryProgress,
     mut apply: impl FnMut(Lsn, &[u8]) -> Result<()>,
 ) -> Result<Replayed> {
     let names = fs.list(dir).map_err(|e| StorageError::io(dir, e))?;
@@ -69,7 +91,11 @@ pub(crate) fn replay(
         records: 0,
         torn_bytes: 0,
     };
+    progress
+        .files_total
+        .store(numbers.len() as u64, Ordering::Relaxed);
     for (i, &number) in numbers.iter().enumerate() {
+        progress.files_done.store(i as u64, Ordering::Relaxed);
         let last = i + 1 == numbers.len();
         let path = file_path(dir, number);
         let data = fs.read_all(&path).map_err(|e| StorageError::io(&path, e))?;
@@ -119,6 +145,7 @@ pub(crate) fn replay(
                 payload,
             )?;
             replayed.records += 1;
+            progress.records.fetch_add(1, Ordering::Relaxed);
             offset = end;
         }
         replayed.end = Lsn {
@@ -126,6 +153,9 @@ pub(crate) fn replay(
             offset: (offset as u64).min(data.len() as u64),
         };
     }
+    progress
+        .files_done
+        .store(numbers.len() as u64, Ordering::Relaxed);
     Ok(replayed)
 }
 
@@ -191,11 +221,17 @@ mod tests {
 
     fn read_back(fs: &FaultFs, dir: &Path, from: Lsn) -> (Vec<Vec<u8>>, Replayed) {
         let mut records = Vec::new();
-        let replayed = replay(fs, dir, from, |_, payload| {
+        let progress = RecoveryProgress::default();
+        let replayed = replay(fs, dir, from, &progress, |_, payload| {
             records.push(payload.to_vec());
             Ok(())
         })
         .unwrap();
+        // The progress ends complete: every file done, every record counted.
+        let (done, total, counted) = progress.get();
+        assert_eq!(done, total);
+        assert!(total >= 1);
+        assert_eq!(counted, records.len() as u64);
         (records, replayed)
     }
 
@@ -280,7 +316,9 @@ mod tests {
         wal.rotate().unwrap();
         fs.corrupt(&file_path(&dir, 1), HEADER_LEN as usize + 30, 0x40)
             .unwrap();
-        let err = replay(&fs, &dir, Lsn { file: 1, offset: 0 }, |_, _| Ok(())).unwrap_err();
+        let progress = RecoveryProgress::default();
+        let from = Lsn { file: 1, offset: 0 };
+        let err = replay(&fs, &dir, from, &progress, |_, _| Ok(())).unwrap_err();
         assert_eq!(err.kind(), crate::error::ErrorKind::Corruption);
         assert!(
             err.to_string().contains("00000000000000000001.wal"),
