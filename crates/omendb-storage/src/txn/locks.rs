@@ -16,6 +16,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
+use foldhash::quality::RandomState;
 
 use crate::catalog::TableId;
 
@@ -31,7 +32,7 @@ pub(crate) struct RowLocks {
 
 #[derive(Debug, Default)]
 struct LockState {
-    held: HashMap<(TableId, Bytes), Arc<Holder>>,
+    held: HashMap<(TableId, Bytes), Arc<Holder>, RandomState>,
     /// Waiter → the transaction it waits for.
     waits_for: HashMap<TxnId, TxnId>,
 }
