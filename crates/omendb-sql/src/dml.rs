@@ -90,16 +90,7 @@ pub(crate) fn update_query(session: &SqlSession, update: &Update) -> Result<(Tar
 
 pub(crate) async fn update(session: &SqlSession, update: Update) -> Result<StatementResult> {
     let (target, sql) = update_query(session, &update)?;
-    let point = match &update.from {
-        None => point_dml::updated_row(
-            session,
-            &target.def,
-            &update.assignments,
-            update.selection.as_ref(),
-        )?,
-        Some(_) => None,
-    };
-    let batches = match point {
+    let batches = match point_dml::updated_row(session, &target.def, &update)? {
         Some(row) => vec![row],
         None => query_text(session, &sql).await?.1,
     };
@@ -297,11 +288,7 @@ pub(crate) fn delete_query(session: &SqlSession, delete: &Delete) -> Result<(Tar
 
 pub(crate) async fn delete(session: &SqlSession, delete: Delete) -> Result<StatementResult> {
     let (target, sql) = delete_query(session, &delete)?;
-    let point = match &delete.using {
-        None => point_dml::keyed_row(session, &target.def, delete.selection.as_ref())?,
-        Some(_) => None,
-    };
-    let batches = match point {
+    let batches = match point_dml::deleted_row(session, &target.def, &delete)? {
         Some(row) => vec![row],
         None => query_text(session, &sql).await?.1,
     };

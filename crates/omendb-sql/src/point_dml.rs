@@ -21,8 +21,8 @@ use datafusion::common::DFSchema;
 use datafusion::logical_expr::simplify::SimplifyContext;
 use datafusion::optimizer::simplify_expressions::ExprSimplifier;
 use datafusion::sql::sqlparser::ast::{
-    Assignment, AssignmentTarget, BinaryOperator, Expr, ExprWithAlias, FunctionArguments, Ident,
-    Query, SetExpr, UnaryOperator, Value as Literal,
+    Assignment, AssignmentTarget, BinaryOperator, Delete, Expr, ExprWithAlias, FunctionArguments,
+    Ident, Query, SetExpr, UnaryOperator, Update, Value as Literal,
 };
 use omendb_storage::{DataType, TableDef, Value};
 
@@ -30,50 +30,60 @@ use crate::dml::rows_batch;
 use crate::engine::{SqlSession, ident};
 use crate::error::{Result, SqlError};
 
-/// The row `selection` names by `def`'s whole primary key, as a batch of
+/// The row a DELETE names by `def`'s whole primary key, as a batch of
 /// `_key` and every column (no rows when there is no such row); `None`
-/// when `selection` is not such a condition.
-pub(crate) fn keyed_row(
+/// when the DELETE is not of that shape.
+pub(crate) fn deleted_row(
     session: &SqlSession,
     def: &TableDef,
-    selection: Option<&Expr>,
+    delete: &Delete,
 ) -> Result<Option<RecordBatch>> {
-    let Some((key, row)) = find_row(session, def, selection)? else {
+    if delete.using.is_some() {
         return Ok(None);
-    };
-    let rows: Vec<Vec<Value>> = row.into_iter().collect();
-    let batch = rows_batch(def, &rows, None)?;
-    let keys: Vec<&[u8]> = rows.iter().map(|_| key.as_ref()).collect();
-    Ok(Some(with_keys(&keys, batch.columns().to_vec())?))
-}
-
-/// The row an UPDATE names by its whole primary key, with every column's
-/// new value, as [`keyed_row`] gives rows; `None` when the UPDATE is not
-/// of that shape.
-pub(crate) fn updated_row(
-    session: &SqlSession,
-    def: &TableDef,
-    assignments: &[Assignment],
-    selection: Option<&Expr>,
-) -> Result<Option<RecordBatch>> {
-    let Some(assigned) = assigned(def, assignments) else {
-        return Ok(None);
-    };
-    let Some((key, row)) = find_row(session, def, selection)? else {
+    }
+    let Some((key, row)) = find_row(session, def, delete.selection.as_ref())? else {
         return Ok(None);
     };
     let Some(row) = row else {
-        return with_keys(&[], rows_batch(def, &[], None)?.columns().to_vec()).map(Some);
+        return no_rows(def).map(Some);
     };
     let batch = rows_batch(def, &[row], None)?;
-    let exprs: Vec<Option<&Expr>> = assigned;
-    let evaluated = evaluate(session, &batch, &exprs)?;
+    with_keys(&[&key], batch.columns().to_vec()).map(Some)
+}
+
+/// The row an UPDATE names by `def`'s whole primary key, with every
+/// column's new value, as [`deleted_row`] gives rows; `None` when the
+/// UPDATE is not of that shape.
+pub(crate) fn updated_row(
+    session: &SqlSession,
+    def: &TableDef,
+    update: &Update,
+) -> Result<Option<RecordBatch>> {
+    if update.from.is_some() {
+        return Ok(None);
+    }
+    let Some(assigned) = assigned(def, &update.assignments) else {
+        return Ok(None);
+    };
+    let Some((key, row)) = find_row(session, def, update.selection.as_ref())? else {
+        return Ok(None);
+    };
+    let Some(row) = row else {
+        return no_rows(def).map(Some);
+    };
+    let batch = rows_batch(def, &[row], None)?;
+    let evaluated = evaluate(session, &batch, &assigned)?;
     let columns = evaluated
         .into_iter()
         .enumerate()
         .map(|(position, column)| column.unwrap_or_else(|| batch.column(position).clone()))
         .collect();
-    with_keys(&[key.as_ref()], columns).map(Some)
+    with_keys(&[&key], columns).map(Some)
+}
+
+/// No rows, as the general path's query gives none.
+fn no_rows(def: &TableDef) -> Result<RecordBatch> {
+    with_keys(&[], rows_batch(def, &[], None)?.columns().to_vec())
 }
 
 /// The one row of an INSERT's `VALUES (...)` of plain expressions, as the

@@ -66,7 +66,7 @@ pub(crate) enum Lock {
 /// releases them and wakes their waiters.
 #[derive(Debug)]
 pub(crate) struct HeldLocks {
-    table: Arc<RowLocks>,
+    locks: Arc<RowLocks>,
     me: Arc<Holder>,
     keys: Vec<(TableId, Bytes)>,
 }
@@ -75,7 +75,7 @@ impl RowLocks {
     /// A new, empty lock set for one transaction.
     pub(crate) fn holder(self: &Arc<Self>) -> HeldLocks {
         HeldLocks {
-            table: self.clone(),
+            locks: self.clone(),
             me: Arc::new(Holder {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
                 ended: Mutex::default(),
@@ -112,7 +112,7 @@ impl RowLocks {
         }
         state.waits_for.insert(mine.me.id, holder.id);
         Lock::Wait(LockWait {
-            table: mine.table.clone(),
+            locks: mine.locks.clone(),
             waiter: mine.me.id,
             holder,
         })
@@ -127,7 +127,7 @@ impl RowLocks {
 impl Drop for HeldLocks {
     fn drop(&mut self) {
         {
-            let mut state = lock(&self.table.state);
+            let mut state = lock(&self.locks.state);
             for slot in self.keys.drain(..) {
                 if state.held.get(&slot).is_some_and(|h| h.id == self.me.id) {
                     state.held.remove(&slot);
@@ -150,7 +150,7 @@ impl Drop for HeldLocks {
 /// [`LockWait::wait_blocking`]. Dropping it gives the wait up.
 #[derive(Debug)]
 pub struct LockWait {
-    table: Arc<RowLocks>,
+    locks: Arc<RowLocks>,
     waiter: TxnId,
     holder: Arc<Holder>,
 }
@@ -186,7 +186,7 @@ impl Future for LockWait {
 
 impl Drop for LockWait {
     fn drop(&mut self) {
-        let mut state = lock(&self.table.state);
+        let mut state = lock(&self.locks.state);
         if state.waits_for.get(&self.waiter) == Some(&self.holder.id) {
             state.waits_for.remove(&self.waiter);
         }
